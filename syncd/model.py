@@ -1,0 +1,128 @@
+"""The event model every source maps into, and the findings the rules produce.
+
+Pure data: no I/O, no clock. Times are timezone-aware ``datetime`` for timed entries and
+``date`` for all-day entries.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Literal
+
+ItemKind = Literal["ical", "occurrence"]
+
+
+@dataclass(frozen=True, slots=True)
+class RawItem:
+    """One stored calendar item as a source delivered it.
+
+    ``kind == "ical"``: ``data`` is an iCalendar text (one CalDAV object resource, or one
+    ICS file), expanded later over the checking window.
+    ``kind == "occurrence"``: ``data`` is :meth:`Occurrence.to_json` of one already
+    expanded occurrence (Exchange CalendarView and Graph calendarView deliver instances).
+    """
+
+    href: str
+    etag: str
+    kind: ItemKind
+    data: str
+
+
+@dataclass(frozen=True, slots=True)
+class Occurrence:
+    """One occurrence of a calendar entry, whatever the source.
+
+    ``recurrence_id`` identifies the occurrence inside its series (ISO text of the original
+    start), or is empty for a single event.
+    ``postal_code`` carries a structured postcode where the source has one (Graph's
+    ``location.address.postalCode``); text sources leave it empty.
+    """
+
+    uid: str
+    start: datetime | date
+    end: datetime | date | None
+    summary: str = ""
+    location: str = ""
+    description: str = ""
+    categories: tuple[str, ...] = ()
+    cancelled: bool = False
+    recurrence_id: str = ""
+    postal_code: str = ""
+
+    @property
+    def all_day(self) -> bool:
+        return not isinstance(self.start, datetime)
+
+    @property
+    def key(self) -> str:
+        """Stable identity of this occurrence inside one calendar."""
+        return f"{self.uid}|{self.recurrence_id or _iso(self.start)}"
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "uid": self.uid,
+                "start": _iso(self.start),
+                "end": _iso(self.end) if self.end is not None else None,
+                "summary": self.summary,
+                "location": self.location,
+                "description": self.description,
+                "categories": list(self.categories),
+                "cancelled": self.cancelled,
+                "recurrence_id": self.recurrence_id,
+                "postal_code": self.postal_code,
+            },
+            ensure_ascii=False,
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Occurrence:
+        d: dict[str, Any] = json.loads(text)
+        end = d.get("end")
+        return cls(
+            uid=str(d["uid"]),
+            start=_parse_iso(str(d["start"])),
+            end=_parse_iso(str(end)) if end else None,
+            summary=str(d.get("summary") or ""),
+            location=str(d.get("location") or ""),
+            description=str(d.get("description") or ""),
+            categories=tuple(str(c) for c in d.get("categories") or ()),
+            cancelled=bool(d.get("cancelled")),
+            recurrence_id=str(d.get("recurrence_id") or ""),
+            postal_code=str(d.get("postal_code") or ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One rule broken by one visit occurrence.
+
+    ``calendar`` is the checked calendar's identity (a file path for ``syncd check``, the
+    configured staff id in the daemon). ``message`` is safe to show the monitor, not to log.
+    """
+
+    rule: str
+    calendar: str
+    uid: str
+    occurrence_key: str
+    summary: str
+    start: datetime | date
+    message: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.calendar}|{self.occurrence_key}|{self.rule}"
+
+
+def _iso(value: datetime | date) -> str:
+    return value.isoformat()
+
+
+def _parse_iso(text: str) -> datetime | date:
+    if "T" in text:
+        return datetime.fromisoformat(text)
+    return date.fromisoformat(text)

@@ -1,0 +1,83 @@
+"""The small interface every calendar source implements.
+
+A *source* is one configured server or file location (a CalDAV server, an Exchange
+server, a Microsoft 365 tenant, a folder of ICS files). Each staff member's calendar is
+named inside its source by a *locator*: a collection path or URL for CalDAV, a mailbox
+address for Exchange and Graph, a file, folder or URL for ICS.
+
+Contract, shared by every backend and proven by ``tests/test_source_contract.py``:
+
+* ``sync(locator, state, known, window)`` returns a :class:`ChangeSet` relative to
+  ``known`` (href -> etag of the items the store already holds for that calendar) and
+  ``state`` (the opaque incremental-sync state the source returned last time, or None).
+* An item whose etag equals the one in ``known`` need not be returned again.
+* ``deletes`` lists hrefs from ``known`` that are gone. Sources that list the whole
+  calendar (``full=True``) compute it as ``known - present``.
+* If the stored state is no longer valid (expired sync token, 410 Gone), the source starts
+  again from scratch by itself and returns ``full=True``.
+* Errors are raised as :class:`syncd.errors.SourceError` (``AuthError`` for credentials or
+  permissions), never as library exceptions, and their messages hold no personal data.
+* Constructors do no I/O; connections are opened lazily and released by ``close()``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from ..model import RawItem
+
+
+class SourceOptions(BaseModel):
+    """Base for each backend's options table in the config (``[[sources]]``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The span of time being checked; ``end`` exclusive. Both timezone-aware."""
+
+    start: datetime
+    end: datetime
+
+
+@dataclass(slots=True)
+class ChangeSet:
+    full: bool
+    upserts: list[RawItem] = field(default_factory=list)
+    deletes: list[str] = field(default_factory=list)
+    state: str | None = None
+    requests: int = 0
+    """How many requests to the server this sync cost (for metrics and the bench)."""
+
+
+class Source(ABC):
+    """Base class of every calendar backend. Subclasses set ``kind`` and ``Options``."""
+
+    kind: ClassVar[str]
+    Options: ClassVar[type[SourceOptions]] = SourceOptions
+
+    def __init__(self, name: str, options: SourceOptions, secret: Callable[[str], str]):
+        """``secret(field)`` reads the secret named by that options field, on demand."""
+        self.name = name
+        self.options = options
+        self._secret = secret
+
+    @abstractmethod
+    def sync(
+        self,
+        locator: str,
+        state: str | None,
+        known: Mapping[str, str],
+        window: Window,
+    ) -> ChangeSet:
+        """Bring the caller up to date with one calendar. See the module docstring."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. Safe to call more than once."""
