@@ -1,0 +1,25 @@
+"""The interface every delivery channel implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    to: tuple[str, ...]
+    subject: str
+    text: str
+    html: str
+
+
+class Notifier(ABC):
+    """Delivers a :class:`Message`; raises :class:`syncd.errors.NotifyError` saying whether
+    the failure is permanent. Constructors do no I/O."""
+
+    @abstractmethod
+    def send(self, message: Message) -> None: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
