@@ -1,15 +1,33 @@
 """iCalendar text -> expanded :class:`~syncd.model.Occurrence` objects over a window.
 
-Pure: no I/O, no clock. Owned by the parsing layer; see ``parse_ical``.
+Pure: no I/O, no clock. Parsing is icalendar's, expansion is recurring-ical-events';
+this module adds what a safety service needs around them: per-entry tolerance (one broken
+entry becomes a :class:`Problem`, the rest still count), per-calendar time zones, and hard
+bounds so one hostile file cannot stall the daemon.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import re
+import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import icalendar
+import x_wr_timezone
+from dateutil.rrule import rrulestr
+from icalendar.prop import vBroken, vRecur
+from recurring_ical_events import EventAdapter, Series
+
+from .errors import InputError
 from .model import Occurrence
 from .sources.base import Window
+from .timezones import resolve_tzid
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +39,8 @@ class Limits:
     max_components: int = 50_000
     max_occurrences_per_series: int = 2_000
     max_occurrences: int = 200_000
+    max_rule_steps: int = 200_000
+    """Repetitions a rule may produce before the window (a minutely rule from 1990)."""
 
 
 DEFAULT_LIMITS = Limits()
@@ -41,6 +61,15 @@ class ParseResult:
     problems: list[Problem] = field(default_factory=list)
 
 
+_DT_PROPS = ("DTSTART", "DTEND", "RECURRENCE-ID", "EXDATE", "RDATE")
+_RULE_PROPS = ("RRULE", "RDATE", "EXDATE")
+_TEXT_PROPS = ("SUMMARY", "LOCATION", "DESCRIPTION")
+_BEGIN = re.compile(r"^[ \t]*BEGIN[ \t]*:", re.IGNORECASE | re.MULTILINE)
+# Rules are guarded up to the window end plus this much, so a THISANDFUTURE move or a
+# long entry that started just after still lands; beyond it nothing can overlap.
+_RULE_MARGIN = timedelta(days=7)
+
+
 def parse_ical(
     data: str | bytes,
     *,
@@ -50,6 +79,491 @@ def parse_ical(
 ) -> ParseResult:
     """Expand every VEVENT of ``data`` that overlaps ``window``.
 
-    Raises :class:`syncd.errors.InputError` when the text is not iCalendar at all.
+    Raises :class:`syncd.errors.InputError` when the text is not iCalendar at all, or is
+    larger than ``limits`` allow as a whole. Anything wrong with one entry is reported as
+    a :class:`Problem` instead, and the rest of the calendar is still read.
     """
-    raise NotImplementedError
+    text = decode(data, limits)
+    head = text.lstrip()[:15].upper()
+    if not head.startswith("BEGIN:VCALENDAR"):
+        raise InputError("not an iCalendar file: it does not start with BEGIN:VCALENDAR")
+    n_components = len(_BEGIN.findall(text))
+    if n_components > limits.max_components:
+        raise InputError(
+            f"too many entries: {n_components} components, the limit is {limits.max_components}"
+        )
+    result = ParseResult()
+    for cal in _parse_calendars(text, result):
+        _Expander(cal, window, tz, limits, result).run()
+    result.occurrences.sort(key=lambda o: _sort_key(o.start, tz))
+    return result
+
+
+def decode(data: str | bytes, limits: Limits = DEFAULT_LIMITS) -> str:
+    """Text of an iCalendar payload: BOMs honoured, then UTF-8, then Windows-1252/Latin-1."""
+    if len(data) > limits.max_bytes:
+        raise InputError(f"file too large: {len(data)} bytes, the limit is {limits.max_bytes}")
+    if isinstance(data, str):
+        text = data
+    elif data.startswith(b"\xef\xbb\xbf"):
+        text = data[3:].decode("utf-8", errors="replace")
+    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        text = data.decode("utf-16", errors="replace")
+    elif data.startswith(b"B\x00E\x00"):
+        text = data.decode("utf-16-le", errors="replace")
+    elif data.startswith(b"\x00B\x00E"):
+        text = data.decode("utf-16-be", errors="replace")
+    else:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            # Old Outlook exports are Windows-1252; Latin-1 never fails, as a last resort.
+            try:
+                text = data.decode("cp1252")
+            except UnicodeDecodeError:
+                text = data.decode("latin-1")
+    text = text.lstrip("\ufeff")
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    return text
+
+
+def _parse_calendars(text: str, result: ParseResult) -> list[icalendar.Calendar]:
+    try:
+        return _from_ical(text)
+    except Exception as exc:  # noqa: BLE001 - any parser failure is retried once below
+        first = exc
+    # A VTIMEZONE that dateutil cannot build (empty TZID, odd rules) sinks the whole parse;
+    # without the definitions the times fall back to the staff zone, which we say loudly.
+    stripped = _strip_vtimezones(text)
+    if stripped != text:
+        try:
+            cals = _from_ical(stripped)
+        except Exception:  # noqa: BLE001
+            pass
+        else:
+            result.problems.append(
+                Problem("", "", "a time-zone definition in the file is unreadable; "
+                        "times that use it are read in the local zone")
+            )
+            return cals
+    raise InputError(f"not an iCalendar file: {type(first).__name__}") from None
+
+
+def _from_ical(text: str) -> list[icalendar.Calendar]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cals = icalendar.Calendar.from_ical(text, multiple=True)
+    out = [c for c in cals if c.name == "VCALENDAR"]
+    if not out:
+        raise ValueError("no VCALENDAR")
+    return out
+
+
+def _strip_vtimezones(text: str) -> str:
+    return re.sub(
+        r"^BEGIN:VTIMEZONE\s*$.*?^END:VTIMEZONE\s*$\n?",
+        "",
+        text,
+        flags=re.IGNORECASE | re.MULTILINE | re.DOTALL,
+    )
+
+
+class _Skip(Exception):
+    """An entry that cannot be expanded; its message is the Problem text."""
+
+
+class _Expander:
+    """Expands one VCALENDAR into ``result``."""
+
+    def __init__(
+        self,
+        cal: icalendar.Calendar,
+        window: Window,
+        tz: ZoneInfo,
+        limits: Limits,
+        result: ParseResult,
+    ) -> None:
+        self.cal = cal
+        self.tz = tz
+        self.limits = limits
+        self.result = result
+        self.start = window.start.astimezone(tz)
+        self.end = window.end.astimezone(tz)
+        self._zones: dict[str, tzinfo | None] = {}
+        self._vtimezones: dict[str, Any] = {}
+        self._truncated = False
+
+    # --- driver ---------------------------------------------------------------------
+    def run(self) -> None:
+        cal = self._standardise(self.cal)
+        groups: dict[str, list[Any]] = {}
+        for comp in cal.walk("VTIMEZONE"):
+            tzid = str(comp.get("TZID", "")).strip()
+            self._vtimezones.setdefault(tzid, comp)
+        for comp in cal.walk("VEVENT"):
+            groups.setdefault(_uid(comp), []).append(comp)
+        for uid, comps in groups.items():
+            if self._truncated:
+                return
+            try:
+                for comp in comps:
+                    self._prepare(comp)
+                if len(comps) == 1 and not _recurs(comps[0]):
+                    self._single(uid, comps[0])
+                else:
+                    self._series(uid, comps)
+            except _Stop:
+                return
+            except _Skip as skip:
+                self._problem(uid, comps, str(skip))
+            except Exception as exc:  # noqa: BLE001 - one bad entry must not hide the rest
+                self._problem(uid, comps, f"entry could not be read ({type(exc).__name__})")
+
+    def _standardise(self, cal: icalendar.Calendar) -> icalendar.Calendar:
+        if "X-WR-TIMEZONE" not in cal:
+            return cal
+        try:
+            standard: icalendar.Calendar = x_wr_timezone.to_standard(cal)
+        except Exception:  # noqa: BLE001 - unknown X-WR-TIMEZONE: keep the floating times
+            self.result.problems.append(
+                Problem("", "", "the calendar names an unknown time zone (X-WR-TIMEZONE)")
+            )
+            return cal
+        return standard
+
+    def _problem(self, uid: str, comps: list[Any], message: str) -> None:
+        summary = ""
+        for comp in comps:
+            summary = _text(comp.get("SUMMARY"))
+            if summary:
+                break
+        self.result.problems.append(Problem(uid, summary[:200], message))
+
+    def _emit(self, occ: Occurrence) -> None:
+        if len(self.result.occurrences) >= self.limits.max_occurrences:
+            self._truncated = True
+            self.result.problems.append(
+                Problem(
+                    "",
+                    "",
+                    f"more than {self.limits.max_occurrences} entries in the checked period; "
+                    "the rest were not checked",
+                )
+            )
+            raise _Stop
+        self.result.occurrences.append(occ)
+
+    # --- preparation ------------------------------------------------------------------
+    def _prepare(self, comp: Any) -> None:
+        """Check the entry is readable and pin every date-time to a real zone."""
+        broken = [name for name, _msg in comp.errors if not (name or "").upper().startswith("X-")]
+        if any(name in ("DTSTART", "DTEND", "DURATION", "RECURRENCE-ID") for name in broken):
+            raise _Skip("the start or end time cannot be read")
+        if any(name in _RULE_PROPS for name in broken):
+            raise _Skip("the repetition rule cannot be read")
+        if "DTSTART" not in comp:
+            raise _Skip("the entry has no start time")
+        for name in _DT_PROPS:
+            values = comp.get(name)
+            if values is None:
+                continue
+            for value in values if isinstance(values, list) else [values]:
+                if isinstance(value, vBroken):
+                    raise _Skip(f"the {name} value cannot be read")
+                self._pin(value)
+        if None in broken:
+            # Lines that are not iCalendar at all (an unfolded description): the entry is
+            # still checked, but the monitor learns some of it was lost.
+            self._problem(_uid(comp), [comp], "some lines of this entry could not be read")
+
+    def _pin(self, prop: Any) -> None:
+        tzid = prop.params.get("TZID") if prop.params else None
+        zone = self._zone(str(tzid)) if tzid is not None else None
+        items = prop.dts if hasattr(prop, "dts") else [prop]
+        for item in items:
+            dt = item.dt
+            if isinstance(dt, tuple):
+                item.dt = tuple(self._pin_one(d, tzid, zone) for d in dt)
+            else:
+                item.dt = self._pin_one(dt, tzid, zone)
+
+    def _pin_one(self, dt: Any, tzid: Any, zone: tzinfo | None) -> Any:
+        if not isinstance(dt, datetime):
+            return dt
+        if tzid is not None:
+            # icalendar keeps the wall time; attach this calendar's own zone, never the
+            # process-wide cache entry another file left under the same custom TZID.
+            return dt.replace(tzinfo=zone if zone is not None else self.tz)
+        if dt.tzinfo is None:
+            return dt.replace(tzinfo=self.tz)  # floating: the staff member's own zone
+        return dt
+
+    def _zone(self, tzid: str) -> tzinfo | None:
+        if tzid in self._zones:
+            return self._zones[tzid]
+        zone: tzinfo | None = resolve_tzid(tzid)
+        if zone is None:
+            vtz = self._vtimezones.get(tzid.strip())
+            if vtz is not None:
+                try:
+                    zone = vtz.to_tz(lookup_tzid=False)
+                except Exception:  # noqa: BLE001 - an unbuildable definition: say so below
+                    zone = None
+        if zone is None:
+            self.result.problems.append(
+                Problem("", "", "an entry uses an unknown time zone; its times are read "
+                        "in the local zone")
+            )
+        self._zones[tzid] = zone
+        return zone
+
+    # --- expansion --------------------------------------------------------------------
+    def _single(self, uid: str, comp: Any) -> None:
+        # Same span semantics as the series path (recurring-ical-events' adapter) without
+        # its per-occurrence component copies: most entries are single.
+        adapter = EventAdapter(comp)
+        if adapter.is_in_span(self.start, self.end):
+            self._emit(self._occurrence(uid, comp, adapter.start, adapter.end, None))
+
+    def _series(self, uid: str, comps: list[Any]) -> None:
+        cores = [c for c in comps if "RECURRENCE-ID" not in c]
+        truncated = False
+        if cores and "RRULE" in cores[0]:
+            truncated = self._guard(cores[0])
+        for comp in comps:
+            _limit_dates(comp, self.limits)
+        cap = self.limits.max_occurrences_per_series
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            series = Series([EventAdapter(c) for c in comps])
+            found = list(itertools.islice(series.between(self.start, self.end), cap + 1))
+        if len(found) > cap:
+            found = found[:cap]
+            truncated = True
+        for occ in found:
+            comp = occ.as_component(False)
+            rid = comp.get("RECURRENCE-ID")
+            self._emit(self._occurrence(uid, comp, occ.start, occ.end, rid.dt if rid else None))
+        if truncated:
+            raise _Skip(
+                f"repeats more than {cap} times in the checked period; only the first {cap} "
+                "are checked"
+            )
+
+    def _guard(self, core: Any) -> bool:
+        """Bound the repetition rule before recurring-ical-events expands it.
+
+        dateutil builds whole lists between two dates and walks from DTSTART, so a
+        secondly rule would take minutes. We walk it lazily here, counting, then write an
+        UNTIL into the entry that stops the real expansion where it must stop anyway.
+        Returns whether the series was cut short.
+        """
+        start = core["DTSTART"].dt
+        zone = start.tzinfo if isinstance(start, datetime) else self.tz
+        naive_start = _naive(start, zone)
+        first = _naive(self.start - _duration(core), zone)
+        stop = _naive(self.end + _RULE_MARGIN, zone)
+        rules = core.get("RRULE")
+        rules = rules if isinstance(rules, list) else [rules]
+        cut: datetime | None = None
+        for rule in rules:
+            until = _rule_until(rule, zone)
+            text = ";".join(
+                f"{k}={v}"
+                for k, v in (
+                    part.split("=", 1)
+                    for part in rule.to_ical().decode().split(";")
+                    if "=" in part
+                )
+                if k.upper() != "UNTIL"
+            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    drule = rrulestr(text, dtstart=naive_start)
+                    drule = drule.replace(until=min(stop, until) if until else stop)
+                except (ValueError, TypeError) as exc:
+                    raise _Skip("the repetition rule cannot be read") from exc
+                cut = _min(cut, self._walk(drule, first))
+        if cut is None:
+            cut = stop
+        truncated = cut < stop
+        new_until: Any
+        if isinstance(start, datetime):
+            new_until = (cut - timedelta(seconds=1)).replace(tzinfo=zone).astimezone(ZoneInfo("UTC"))
+        else:
+            new_until = (cut - timedelta(seconds=1)).date()
+        replaced = []
+        for rule in rules:
+            fresh = vRecur(rule)
+            old = _rule_until(rule, zone)
+            if old is None or old > cut - timedelta(seconds=1):
+                fresh["UNTIL"] = [new_until]
+            replaced.append(fresh)
+        core["RRULE"] = replaced if len(replaced) > 1 else replaced[0]
+        return truncated
+
+    def _walk(self, drule: Iterable[datetime], first: datetime) -> datetime | None:
+        """The first start the expansion must not reach, if the rule is too dense."""
+        before = 0
+        inside = 0
+        for dt in drule:
+            if dt < first:
+                before += 1
+                if before > self.limits.max_rule_steps:
+                    raise _Skip(
+                        f"repeats more than {self.limits.max_rule_steps} times before the "
+                        "checked period; not checked"
+                    )
+                continue
+            inside += 1
+            if inside > self.limits.max_occurrences_per_series:
+                return dt
+        return None
+
+    def _occurrence(
+        self, uid: str, comp: Any, start: Any, end: Any, rid: Any
+    ) -> Occurrence:
+        has_end = "DTEND" in comp or "DURATION" in comp
+        recurring = rid is not None
+        if isinstance(start, datetime):
+            start = start.astimezone(self.tz)
+            end = end.astimezone(self.tz) if has_end and isinstance(end, datetime) else (
+                end if has_end else None
+            )
+        elif not has_end:
+            end = None
+        rid_text = ""
+        if recurring:
+            if isinstance(rid, datetime) and not isinstance(start, datetime):
+                rid_text = rid.date().isoformat()  # Exchange writes all-day ids as midnight
+            elif isinstance(rid, datetime):
+                rid_text = rid.astimezone(self.tz).isoformat()
+            else:
+                rid_text = rid.isoformat()
+        return Occurrence(
+            uid=uid,
+            start=start,
+            end=end,
+            summary=self._field(uid, comp, "SUMMARY"),
+            location=self._field(uid, comp, "LOCATION"),
+            description=self._field(uid, comp, "DESCRIPTION"),
+            categories=_categories(comp),
+            cancelled=str(comp.get("STATUS", "")).strip().upper() == "CANCELLED",
+            recurrence_id=rid_text,
+        )
+
+    def _field(self, uid: str, comp: Any, name: str) -> str:
+        value = _text(comp.get(name))
+        cap = self.limits.max_property_chars
+        if len(value) > cap:
+            self.result.problems.append(
+                Problem(uid, _text(comp.get("SUMMARY"))[:200],
+                        f"{name} is longer than {cap} characters; only the start is checked")
+            )
+            value = value[:cap]
+        return value
+
+
+class _Stop(_Skip):
+    """The whole-calendar occurrence limit was reached."""
+
+
+def _uid(comp: Any) -> str:
+    uid = comp.get("UID")
+    if uid is not None and str(uid).strip():
+        return str(uid).strip()
+    # No UID (RFC violation, seen from OWA): derive a stable one so findings keep their key.
+    try:
+        raw = comp.to_ical()
+    except Exception:  # noqa: BLE001 - a component too broken to serialise
+        raw = repr(sorted(comp.keys())).encode()
+    digest = hashlib.sha256(raw).hexdigest()[:16]
+    return f"no-uid-{digest}"
+
+
+def _recurs(comp: Any) -> bool:
+    return any(name in comp for name in (*_RULE_PROPS, "RECURRENCE-ID"))
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
+def _categories(comp: Any) -> tuple[str, ...]:
+    values = comp.get("CATEGORIES")
+    if values is None:
+        return ()
+    out: list[str] = []
+    for prop in values if isinstance(values, list) else [values]:
+        cats = getattr(prop, "cats", None)
+        for cat in cats if cats is not None else [prop]:
+            out.extend(part.strip() for part in str(cat).split(","))
+    return tuple(c for c in out if c)
+
+
+def _duration(comp: Any) -> timedelta:
+    try:
+        adapter = EventAdapter(comp)
+        span = adapter.end - adapter.start
+    except Exception:  # noqa: BLE001 - the expansion itself reports a bad span
+        return timedelta(0)
+    return span if isinstance(span, timedelta) else timedelta(0)
+
+
+def _limit_dates(comp: Any, limits: Limits) -> None:
+    count = 0
+    for name in ("RDATE", "EXDATE"):
+        values = comp.get(name)
+        for value in values if isinstance(values, list) else [values] if values else []:
+            count += len(getattr(value, "dts", [value]))
+    if count > limits.max_occurrences_per_series:
+        raise _Skip(f"lists more than {limits.max_occurrences_per_series} extra or removed dates")
+
+
+def _naive(value: date | datetime, zone: tzinfo) -> datetime:
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(zone)
+        return value.replace(tzinfo=None)
+    return datetime(value.year, value.month, value.day)
+
+
+def _rule_until(rule: Any, zone: tzinfo) -> datetime | None:
+    values = rule.get("UNTIL")
+    if not values:
+        return None
+    until = values[0]
+    if isinstance(until, datetime):
+        return _naive(until, zone)
+    if isinstance(until, date):
+        return datetime(until.year, until.month, until.day, 23, 59, 59)
+    return None
+
+
+def _min(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
+
+
+def _sort_key(value: date | datetime, tz: ZoneInfo) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    return datetime(value.year, value.month, value.day, tzinfo=tz)
+
+
+def iter_occurrences(results: Iterable[ParseResult]) -> Iterator[Occurrence]:
+    """All occurrences of several parse results (one per CalDAV object)."""
+    for result in results:
+        yield from result.occurrences
+
+
+__all__ = ["DEFAULT_LIMITS", "Limits", "ParseResult", "Problem", "decode", "parse_ical"]
