@@ -10,10 +10,18 @@ import re
 import tomllib
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from . import sources
 from .errors import ConfigError
@@ -35,6 +43,9 @@ def _check_email(value: str) -> str:
     if not _EMAIL.match(value):
         raise ValueError("not an email address")
     return value
+
+
+Email = Annotated[str, AfterValidator(_check_email)]
 
 
 class CalendarRef(_Strict):
@@ -70,18 +81,13 @@ class Staff(_Strict):
 
 class Team(_Strict):
     name: str = Field(description="Team name, used in emails.")
-    monitors: list[str] = Field(
+    monitors: list[Email] = Field(
         min_length=1, description="Email addresses of the team's designated monitor(s)."
     )
-    managers: list[str] = Field(
+    managers: list[Email] = Field(
         default_factory=list, description="Named managers, for escalations."
     )
     staff: list[Staff] = Field(default_factory=list)
-
-    @field_validator("monitors", "managers")
-    @classmethod
-    def _emails(cls, v: list[str]) -> list[str]:
-        return [_check_email(x) for x in v]
 
 
 class OfficeHours(_Strict):
