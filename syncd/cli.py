@@ -227,7 +227,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     problems = 0
     refs: list[tuple[str, SecretRef]] = []
-    for i, sc in enumerate(cfg.sources):
+    for i in range(len(cfg.sources)):
         opts = cfg.source_options(i)
         for name in type(opts).model_fields:
             value = getattr(opts, name)

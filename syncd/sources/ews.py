@@ -83,6 +83,7 @@ _FIELDS = [
 ]
 
 _STATE_VERSION = 1
+_UTC = ZoneInfo("UTC")
 
 
 class EwsOptions(SourceOptions):
@@ -348,14 +349,14 @@ class EwsSource(Source):
         from exchangelib import EWSDateTime
 
         page = self.opts.view_page_size
-        start = window.start
-        end = EWSDateTime.from_datetime(window.end.astimezone(ZoneInfo("UTC")))
+        start = window.start.astimezone(_UTC)
+        end = EWSDateTime.from_datetime(window.end.astimezone(_UTC))
         seen: set[str] = set()
         while True:
             counter[0] += 1
             rows = list(
                 folder.view(
-                    start=EWSDateTime.from_datetime(start.astimezone(ZoneInfo("UTC"))),
+                    start=EWSDateTime.from_datetime(start),
                     end=end,
                     max_items=page,
                 ).only("start")
@@ -370,7 +371,7 @@ class EwsSource(Source):
                 yield from account.fetch(ids=fresh, folder=folder, only_fields=_FIELDS)
             if len(rows) < page:
                 return
-            last_start = max(r.start for r in rows)
+            last_start = max(_aware(r.start, _UTC) for r in rows)
             if last_start <= start:
                 # A full page of entries all starting at (or before) the cursor: widen it.
                 if page >= 1000:
