@@ -129,7 +129,7 @@ class CalDavSource(Source):
         for obj in listing:
             href = _href(obj.url)
             # Radicale lists tombstones even on a token-less sync: never upsert those.
-            if False:
+            if str(obj.url.canonical()) in deleted:
                 gone.add(href)
                 continue
             present[href] = (obj.url, str(obj.props.get(dav.GetEtag.tag) or ""))
