@@ -121,7 +121,9 @@ class FakeEws:
         handler = type("_BoundHandler", (_Handler,), {"fake": self})
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -686,12 +688,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _sync_folder_items(self, req: ET.Element, impersonated: str | None) -> bytes:
         op = "SyncFolderItems"
         target = self._target(req.find("m:SyncFolderId/t:DistinguishedFolderId", _NS), impersonated)
+        # Error replies carry an empty SyncState, as Microsoft's documented error example.
+        empty_state = "<m:SyncState/><m:IncludesLastItemInRange>true</m:IncludesLastItemInRange>"
         if isinstance(target, str):
-            return _response(op, [_error_message(op, target, "Access is denied.")])
+            return _response(op, [_error_message(op, target, "Access is denied.", empty_state)])
         state_text = req.findtext("m:SyncState", "", _NS).strip()
         since = _parse_state(state_text, self.fake._epoch, target.smtp)
         if since is None:
-            # As Microsoft's documented error example: empty SyncState element included.
             return _response(
                 op,
                 [
@@ -699,7 +702,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                         op,
                         "ErrorInvalidSyncStateData",
                         "Synchronization state data is corrupt or otherwise invalid.",
-                        "<m:SyncState/><m:IncludesLastItemInRange>true</m:IncludesLastItemInRange>",
+                        empty_state,
                     )
                 ],
             )
