@@ -284,6 +284,17 @@ def test_expired_sync_state_starts_again(ews: EwsHarness) -> None:
     assert local.sync().requests == 1
 
 
+def test_expired_state_with_everything_deleted_still_reports_the_deletes(ews: EwsHarness) -> None:
+    loc = ews.make_calendar("jsmith")
+    ews.put(loc, visit("a", at(D1, 10)))
+    local = Local(ews.source(), loc)
+    local.sync()
+    ews.delete(loc, "a")
+    ews.fake.expire_sync_states()
+    cs = local.sync()  # a fresh SyncFolderItems of an empty calendar reports no change at all
+    assert cs.full and len(cs.deletes) == 1 and local.items == {}
+
+
 @pytest.mark.parametrize("state", ["not json", '{"v": 99}', '{"v": 1, "sync": "x"}'])
 def test_damaged_state_means_a_fresh_full_sync(ews: EwsHarness, state: str) -> None:
     loc = ews.make_calendar("jsmith")
@@ -330,6 +341,27 @@ def test_delegate_without_calendar_permission_is_an_auth_error(ews: EwsHarness) 
     loc = ews.fake.add_mailbox("other@example.org", delegate=False)
     with pytest.raises(AuthError, match="delegate"):
         ews.source(access_type="delegate").sync(loc, None, {}, WINDOW)
+
+
+def test_unreachable_server_is_a_transient_source_error(ews: EwsHarness) -> None:
+    loc = ews.make_calendar("jsmith")
+    src = ews.source()
+    ews.fake.stop()
+    with pytest.raises(SourceError) as info:
+        src.sync(loc, None, {}, WINDOW)
+    assert type(info.value) is SourceError and not info.value.permanent
+    assert "reach" in str(info.value)
+
+
+def test_close_then_sync_again_reconnects(ews: EwsHarness) -> None:
+    loc = ews.make_calendar("jsmith")
+    ews.put(loc, visit("a", at(D1, 10)))
+    src = ews.source()
+    first = src.sync(loc, None, {}, WINDOW)
+    src.close()
+    src.close()
+    again = src.sync(loc, first.state, {i.href: i.etag for i in first.upserts}, WINDOW)
+    assert again.requests == 1 and again.upserts == []
 
 
 def test_unknown_mailbox_is_a_permanent_source_error(ews: EwsHarness) -> None:

@@ -331,8 +331,9 @@ class EwsSource(Source):
         present: dict[str, RawItem] = {}
         for item in self._view(account, folder, window, counter):
             if isinstance(item, Exception):
-                # An item deleted between FindItem and GetItem: the next cycle sees it gone.
-                if type(item).__name__ in ("ErrorItemNotFound", "ErrorCorruptData"):
+                # Deleted between FindItem and GetItem: SyncFolderItems reports it next cycle.
+                # Anything else (a corrupt item) must not vanish silently: fail the calendar.
+                if type(item).__name__ == "ErrorItemNotFound":
                     continue
                 raise item
             raw = _to_raw(item)
@@ -361,10 +362,10 @@ class EwsSource(Source):
                     max_items=page,
                 ).only("start")
             )
-            fresh = [r for r in rows if not isinstance(r, Exception) and r.id not in seen]
             for r in rows:
                 if isinstance(r, Exception):
                     raise r
+            fresh = [r for r in rows if r.id not in seen]
             seen.update(r.id for r in fresh)
             if fresh:
                 counter[0] += math.ceil(len(fresh) / 100)  # GetItem chunk size
@@ -395,7 +396,7 @@ class EwsSource(Source):
                 f"{self.name}: the service account may not impersonate this mailbox "
                 "(ApplicationImpersonation role or its management scope)"
             )
-        if isinstance(exc, e.ErrorAccessDenied | e.ErrorItemNotFound | e.CASError):
+        if isinstance(exc, e.ErrorAccessDenied):
             return AuthError(
                 f"{self.name}: access to this calendar was denied ({kind}); check the "
                 f"{self.opts.access_type} permission"
@@ -407,6 +408,12 @@ class EwsSource(Source):
             return SourceError(f"{self.name}: Exchange is busy; retry later", retry_after=wait)
         if isinstance(exc, e.RateLimitError):
             return SourceError(f"{self.name}: Exchange is throttling us", retry_after=exc.wait)
+        if isinstance(exc, e.ErrorTimeoutExpired):
+            return SourceError(f"{self.name}: cannot reach Exchange (timeout or refused)")
+        if isinstance(exc, e.CASError):
+            return SourceError(
+                f"{self.name}: the Exchange front end refused the request ({kind})", permanent=True
+            )
         if isinstance(exc, e.RedirectError):
             return SourceError(
                 f"{self.name}: Exchange redirected the request; check service_endpoint",
