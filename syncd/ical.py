@@ -8,12 +8,14 @@ bounds so one hostile file cannot stall the daemon.
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import itertools
 import re
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -143,8 +145,12 @@ def _parse_calendars(text: str, result: ParseResult) -> list[icalendar.Calendar]
             pass
         else:
             result.problems.append(
-                Problem("", "", "a time-zone definition in the file is unreadable; "
-                        "times that use it are read in the local zone")
+                Problem(
+                    "",
+                    "",
+                    "a time-zone definition in the file is unreadable; "
+                    "times that use it are read in the local zone",
+                )
             )
             return cals
     raise InputError(f"not an iCalendar file: {type(first).__name__}") from None
@@ -312,8 +318,11 @@ class _Expander:
                     zone = None
         if zone is None:
             self.result.problems.append(
-                Problem("", "", "an entry uses an unknown time zone; its times are read "
-                        "in the local zone")
+                Problem(
+                    "",
+                    "",
+                    "an entry uses an unknown time zone; its times are read in the local zone",
+                )
             )
         self._zones[tzid] = zone
         return zone
@@ -368,13 +377,12 @@ class _Expander:
         rules = rules if isinstance(rules, list) else [rules]
         cut: datetime | None = None
         for rule in rules:
+            _check_shape(rule)
             until = _rule_until(rule, zone)
             text = ";".join(
                 f"{k}={v}"
                 for k, v in (
-                    part.split("=", 1)
-                    for part in rule.to_ical().decode().split(";")
-                    if "=" in part
+                    part.split("=", 1) for part in rule.to_ical().decode().split(";") if "=" in part
                 )
                 if k.upper() != "UNTIL"
             )
@@ -391,7 +399,9 @@ class _Expander:
         truncated = cut < stop
         new_until: Any
         if isinstance(start, datetime):
-            new_until = (cut - timedelta(seconds=1)).replace(tzinfo=zone).astimezone(ZoneInfo("UTC"))
+            new_until = (
+                (cut - timedelta(seconds=1)).replace(tzinfo=zone).astimezone(ZoneInfo("UTC"))
+            )
         else:
             new_until = (cut - timedelta(seconds=1)).date()
         replaced = []
@@ -422,15 +432,15 @@ class _Expander:
                 return dt
         return None
 
-    def _occurrence(
-        self, uid: str, comp: Any, start: Any, end: Any, rid: Any
-    ) -> Occurrence:
+    def _occurrence(self, uid: str, comp: Any, start: Any, end: Any, rid: Any) -> Occurrence:
         has_end = "DTEND" in comp or "DURATION" in comp
         recurring = rid is not None
         if isinstance(start, datetime):
             start = start.astimezone(self.tz)
-            end = end.astimezone(self.tz) if has_end and isinstance(end, datetime) else (
-                end if has_end else None
+            end = (
+                end.astimezone(self.tz)
+                if has_end and isinstance(end, datetime)
+                else (end if has_end else None)
             )
         elif not has_end:
             end = None
@@ -459,8 +469,11 @@ class _Expander:
         cap = self.limits.max_property_chars
         if len(value) > cap:
             self.result.problems.append(
-                Problem(uid, _text(comp.get("SUMMARY"))[:200],
-                        f"{name} is longer than {cap} characters; only the start is checked")
+                Problem(
+                    uid,
+                    _text(comp.get("SUMMARY"))[:200],
+                    f"{name} is longer than {cap} characters; only the start is checked",
+                )
             )
             value = value[:cap]
         return value
@@ -544,6 +557,55 @@ def _rule_until(rule: Any, zone: tzinfo) -> datetime | None:
     if isinstance(until, date):
         return datetime(until.year, until.month, until.day, 23, 59, 59)
     return None
+
+
+_SUB_DAILY = {"SECONDLY", "MINUTELY", "HOURLY"}
+_DAY_FILTERS = ("BYMONTH", "BYMONTHDAY", "BYYEARDAY")
+_WEEKDAYS = {"MO": 0, "TU": 1, "WE": 2, "TH": 3, "FR": 4, "SA": 5, "SU": 6}
+
+
+def _check_shape(rule: Any) -> None:
+    """Refuse rule shapes that dateutil walks period by period without ever yielding.
+
+    dateutil only looks at UNTIL when it yields, so a rule whose filters never match
+    (the 31st of February, an hourly rule with BYSETPOS=2) iterates to the year 9999.
+    """
+    freq = str((rule.get("FREQ") or [""])[0]).upper()
+    by_parts = [k for k in rule if str(k).upper().startswith("BY")]
+    if freq in _SUB_DAILY and by_parts:
+        raise _Skip("repeats more often than daily with extra conditions; not checked")
+    if freq == "DAILY" and "BYSETPOS" in rule:
+        raise _Skip("the repetition rule is not supported; not checked")
+    if freq != "YEARLY" and any(k in rule for k in _DAY_FILTERS):
+        key = tuple(
+            tuple(sorted(str(v) for v in rule.get(k, []))) for k in (*_DAY_FILTERS, "BYDAY")
+        )
+        if not _satisfiable(key):
+            raise _Skip("the repetition rule never matches a day; not checked")
+
+
+@lru_cache(maxsize=256)
+def _satisfiable(key: tuple[tuple[str, ...], ...]) -> bool:
+    months, monthdays, yeardays, days = key
+    month_set = {int(m) for m in months}
+    monthday_set = {int(d) for d in monthdays}
+    yearday_set = {int(d) for d in yeardays}
+    weekday_set = {_WEEKDAYS[d[-2:].upper()] for d in days if d[-2:].upper() in _WEEKDAYS}
+    day = date(2000, 1, 1)
+    # The Gregorian calendar repeats every 400 years: no match in them means never.
+    for _ in range(146_097):
+        if (not month_set or day.month in month_set) and (
+            not weekday_set or day.weekday() in weekday_set
+        ):
+            dim = calendar.monthrange(day.year, day.month)[1]
+            diy = 366 if calendar.isleap(day.year) else 365
+            doy = day.timetuple().tm_yday
+            if (
+                not monthday_set or day.day in monthday_set or day.day - dim - 1 in monthday_set
+            ) and (not yearday_set or doy in yearday_set or doy - diy - 1 in yearday_set):
+                return True
+        day += timedelta(days=1)
+    return False
 
 
 def _min(a: datetime | None, b: datetime | None) -> datetime | None:
