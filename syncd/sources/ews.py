@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -102,6 +103,8 @@ class EwsOptions(SourceOptions):
     tenant_id: str = ""
     client_secret: SecretRef | None = None
     timeout: float = Field(default=60.0, gt=0)
+    max_connections: int = Field(default=4, ge=1, le=32)
+    """Concurrent connections to Exchange (exchangelib's default is one)."""
     sync_page_size: int = Field(default=512, ge=1, le=512)
     """MaxChangesReturned per SyncFolderItems request (512 is the EWS maximum)."""
     view_page_size: int = Field(default=500, ge=1, le=1000)
@@ -171,6 +174,8 @@ class EwsSource(Source):
         self.opts: EwsOptions = options
         self._config: Any = None
         self._accounts: dict[str, Any] = {}
+        # The engine syncs several calendars of one source at once, from worker threads.
+        self._lock = threading.Lock()
 
     # --- connection (lazy) -----------------------------------------------------------
     def _configuration(self) -> Any:
@@ -211,14 +216,19 @@ class EwsSource(Source):
             auth_type=auth,
             version=version,
             retry_policy=FailFast(),
+            max_connections=o.max_connections,
         )
         return self._config
 
     def _calendar(self, locator: str) -> tuple[Any, Any]:
         """(account, calendar folder) for a mailbox; no request unless autodiscover is on."""
-        cached = self._accounts.get(locator)
-        if cached is not None:
-            return cached  # type: ignore[no-any-return]
+        with self._lock:
+            cached = self._accounts.get(locator)
+            if cached is None:
+                cached = self._accounts[locator] = self._open(locator)
+            return cached
+
+    def _open(self, locator: str) -> tuple[Any, Any]:
         from exchangelib import DELEGATE, IMPERSONATION, Account
         from exchangelib import UTC as EWS_UTC
         from exchangelib.folders import Calendar, DistinguishedFolderId, Root
@@ -244,16 +254,17 @@ class EwsSource(Source):
                 id="calendar", mailbox=Mailbox(email_address=locator)
             ),
         )
-        self._accounts[locator] = (account, folder)
         return account, folder
 
     def close(self) -> None:
-        for account, _folder in self._accounts.values():
+        with self._lock:
+            opened = list(self._accounts.values())
+            self._accounts.clear()
+        for account, _folder in opened:
             try:
                 account.protocol.close()
             except Exception:
                 log.debug("closing EWS sessions failed", exc_info=True)
-        self._accounts.clear()
 
     # --- sync --------------------------------------------------------------------------
     def sync(
