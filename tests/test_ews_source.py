@@ -251,6 +251,22 @@ def test_delegate_access_sends_no_impersonation_header(ews: EwsHarness) -> None:
     assert set(ews.fake.impersonated) == {loc}
 
 
+def test_one_source_syncs_several_mailboxes_at_once(ews: EwsHarness) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    locs = [ews.make_calendar(f"worker{i}") for i in range(6)]
+    for n, loc in enumerate(locs):
+        for k in range(n + 1):
+            ews.put(loc, visit(f"{loc}-{k}", at(D1, 8 + k)))
+    src = ews.source(max_connections=3)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda loc: src.sync(loc, None, {}, WINDOW), locs))
+    for n, (loc, cs) in enumerate(zip(locs, results, strict=True)):
+        assert sorted(Occurrence.from_json(i.data).uid for i in cs.upserts) == [
+            f"{loc}-{k}" for k in range(n + 1)
+        ]
+
+
 def test_window_move_rereads_even_when_nothing_changed(ews: EwsHarness) -> None:
     loc = ews.make_calendar("jsmith")
     ews.put(loc, visit("early", at(D1, 9)))
