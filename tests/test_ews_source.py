@@ -456,3 +456,20 @@ def test_all_day_window_bounds_are_utc_in_the_calendar_view(ews: EwsHarness) -> 
     start, end, _ = ews.fake.view_requests[0]
     assert datetime.fromisoformat(start.replace("Z", "+00:00")) == WINDOW.start.astimezone(UTC)
     assert datetime.fromisoformat(end.replace("Z", "+00:00")) == WINDOW.end.astimezone(UTC)
+
+
+def test_the_documented_config_snippet_is_valid() -> None:
+    import re
+    import tomllib
+    from pathlib import Path
+
+    from syncd.config import parse_config
+    from syncd.sources.ews import EwsOptions
+
+    doc = (Path(__file__).parent.parent / "docs" / "exchange-server.md").read_text()
+    snippet = re.search(r"```toml\n(.*?)```", doc, re.S)
+    assert snippet is not None
+    cfg = parse_config(tomllib.loads(snippet.group(1)))
+    options = cfg.source_options(0)
+    assert isinstance(options, EwsOptions) and options.password is not None
+    assert options.password.credential == "ews-password"
