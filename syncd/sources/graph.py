@@ -412,7 +412,11 @@ class GraphSource(Source):
                 "Calendars.Read application permission with admin consent, and include the "
                 "mailbox in the application access policy"
             )
-        if what == "subscription" and status == 400 and "validation" in _error_text(reply.body):
+        if (
+            what == "subscription"
+            and status == 400
+            and "validation request" in _error_text(reply.body)
+        ):
             return SourceError(
                 f"{self.name}: Graph could not validate the notification URL: it must be "
                 "public HTTPS and echo validationToken within 10 seconds",
@@ -472,8 +476,11 @@ class GraphSource(Source):
             result = app.acquire_token_for_client(scopes=[self._scope])
         except requests.RequestException as exc:
             raise _transport_error(self.name, "Microsoft Entra ID", exc) from None
-        except ValueError:
-            raise AuthError(f"{self.name}: the app credential is unusable") from None
+        except Exception as exc:
+            # msal/PyJWT reject a malformed or non-RSA key with assorted exception types.
+            raise AuthError(
+                f"{self.name}: the app credential is unusable ({type(exc).__name__})"
+            ) from None
         if isinstance(result, dict) and isinstance(result.get("access_token"), str):
             return str(result["access_token"])
         raise _token_error(self.name, result if isinstance(result, dict) else {})

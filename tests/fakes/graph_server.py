@@ -163,6 +163,8 @@ class FakeGraph:
         self.deliveries: list[tuple[str, int]] = []
         """(notificationUrl, HTTP status) of every notification POST the fake made."""
         self.seen: list[Seen] = []
+        self.served: list[dict[str, Any]] = []
+        """Every delta row sent, as sent."""
         self.in_flight: dict[str, int] = {}
         self.max_in_flight: dict[str, int] = {}
         self.gate: threading.Event | None = None
@@ -188,7 +190,9 @@ class FakeGraph:
         server.daemon_threads = True
         server.socket = ctx.wrap_socket(server.socket, server_side=True)
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -379,7 +383,8 @@ class FakeGraph:
             want = base64.urlsafe_b64encode(self.certificate.fingerprint(hashes.SHA256())).rstrip(
                 b"="
             )
-            if header.get("x5t#S256", "").encode() != want:
+            # msal pads the base64url thumbprint; Entra accepts it either way.
+            if str(header.get("x5t#S256", "")).rstrip("=").encode() != want:
                 return False
             claims = jwt.decode(
                 assertion,
@@ -522,6 +527,7 @@ class FakeGraph:
         body: dict[str, Any] = {"@odata.context": f"{self.graph_url}/$metadata#Collection(event)"}
         out = [self._render(r, prefer) for r in rows]
         body["value"] = out + out if self.replay_rows else out
+        self.served.extend(body["value"])
         if rest:
             skip = secrets.token_urlsafe(24)
             self._pages[skip] = _Pages(pages.mailbox, rest, pages.delta_token)
@@ -733,7 +739,9 @@ class FakeGraph:
             return Reply(200, {k: v for k, v in sub.items() if not k.startswith("_")})
 
     def _client(self) -> httpx.Client:
-        return httpx.Client(verify=self.ca.stdlib_client_context(), trust_env=False, timeout=10.0)
+        ctx = ssl.create_default_context()
+        self.ca.configure_trust(ctx)
+        return httpx.Client(verify=ctx, trust_env=False, timeout=10.0)
 
     def _validate_endpoint(self, url: str) -> bool:
         token = f"Validation: Testing client application reachability for subscription Request-Id: {uuid.uuid4()}"

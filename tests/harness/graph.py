@@ -157,7 +157,7 @@ class GraphHarness:
             "authority_host": self.server.base_url,
             "graph_url": self.server.graph_url,
             "ca_file": self.server.ca_file,
-            "max_retry_wait": 5.0,
+            "max_retry_wait": 60.0,
         }
         values.update(overrides)
         return GraphOptions(**values)
