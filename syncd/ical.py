@@ -15,14 +15,14 @@ import re
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 from datetime import date, datetime, timedelta, tzinfo
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import icalendar
 import x_wr_timezone
-from dateutil.rrule import rrulestr
+from dateutil.rrule import rrule, rrulestr
 from icalendar.prop import vBroken, vRecur
 from recurring_ical_events import EventAdapter, Series
 
@@ -133,7 +133,7 @@ def decode(data: str | bytes, limits: Limits = DEFAULT_LIMITS) -> str:
 def _parse_calendars(text: str, result: ParseResult) -> list[icalendar.Calendar]:
     try:
         return _from_ical(text)
-    except Exception as exc:  # noqa: BLE001 - any parser failure is retried once below
+    except Exception as exc:  # any parser failure is retried once below
         first = exc
     # A VTIMEZONE that dateutil cannot build (empty TZID, odd rules) sinks the whole parse;
     # without the definitions the times fall back to the staff zone, which we say loudly.
@@ -141,7 +141,7 @@ def _parse_calendars(text: str, result: ParseResult) -> list[icalendar.Calendar]
     if stripped != text:
         try:
             cals = _from_ical(stripped)
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
         else:
             result.problems.append(
@@ -207,8 +207,14 @@ class _Expander:
         for comp in cal.walk("VTIMEZONE"):
             tzid = str(comp.get("TZID", "")).strip()
             self._vtimezones.setdefault(tzid, comp)
-        for comp in cal.walk("VEVENT"):
+        # VEVENTs live directly in VCALENDAR (RFC 5545 3.6); walking deeper would let a
+        # file of nested BEGIN:VEVENTs cost quadratic time.
+        for comp in cal.subcomponents:
+            if comp.name != "VEVENT":
+                continue
             groups.setdefault(_uid(comp), []).append(comp)
+            if any(sub.name == "VEVENT" for sub in comp.subcomponents):
+                self._problem(_uid(comp), [comp], "entries nested inside this entry were not read")
         for uid, comps in groups.items():
             if self._truncated:
                 return
@@ -223,7 +229,7 @@ class _Expander:
                 return
             except _Skip as skip:
                 self._problem(uid, comps, str(skip))
-            except Exception as exc:  # noqa: BLE001 - one bad entry must not hide the rest
+            except Exception as exc:  # one bad entry must not hide the rest
                 self._problem(uid, comps, f"entry could not be read ({type(exc).__name__})")
 
     def _standardise(self, cal: icalendar.Calendar) -> icalendar.Calendar:
@@ -231,7 +237,7 @@ class _Expander:
             return cal
         try:
             standard: icalendar.Calendar = x_wr_timezone.to_standard(cal)
-        except Exception:  # noqa: BLE001 - unknown X-WR-TIMEZONE: keep the floating times
+        except Exception:  # unknown X-WR-TIMEZONE: keep the floating times
             self.result.problems.append(
                 Problem("", "", "the calendar names an unknown time zone (X-WR-TIMEZONE)")
             )
@@ -314,7 +320,7 @@ class _Expander:
             if vtz is not None:
                 try:
                     zone = vtz.to_tz(lookup_tzid=False)
-                except Exception:  # noqa: BLE001 - an unbuildable definition: say so below
+                except Exception:  # an unbuildable definition: say so below
                     zone = None
         if zone is None:
             self.result.problems.append(
@@ -369,7 +375,9 @@ class _Expander:
         Returns whether the series was cut short.
         """
         start = core["DTSTART"].dt
-        zone = start.tzinfo if isinstance(start, datetime) else self.tz
+        zone: tzinfo = (
+            start.tzinfo if isinstance(start, datetime) and start.tzinfo is not None else self.tz
+        )
         naive_start = _naive(start, zone)
         first = _naive(self.start - _duration(core), zone)
         stop = _naive(self.end + _RULE_MARGIN, zone)
@@ -389,8 +397,10 @@ class _Expander:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 try:
-                    drule = rrulestr(text, dtstart=naive_start)
-                    drule = drule.replace(until=min(stop, until) if until else stop)
+                    parsed = rrulestr(text, dtstart=naive_start)
+                    if not isinstance(parsed, rrule):
+                        raise _Skip("the repetition rule cannot be read")
+                    drule = parsed.replace(until=min(stop, until) if until else stop)
                 except (ValueError, TypeError) as exc:
                     raise _Skip("the repetition rule cannot be read") from exc
                 cut = _min(cut, self._walk(drule, first))
@@ -489,8 +499,8 @@ def _uid(comp: Any) -> str:
         return str(uid).strip()
     # No UID (RFC violation, seen from OWA): derive a stable one so findings keep their key.
     try:
-        raw = comp.to_ical()
-    except Exception:  # noqa: BLE001 - a component too broken to serialise
+        raw = comp.copy().to_ical()  # properties only, not nested components
+    except Exception:  # a component too broken to serialise
         raw = repr(sorted(comp.keys())).encode()
     digest = hashlib.sha256(raw).hexdigest()[:16]
     return f"no-uid-{digest}"
@@ -524,7 +534,7 @@ def _duration(comp: Any) -> timedelta:
     try:
         adapter = EventAdapter(comp)
         span = adapter.end - adapter.start
-    except Exception:  # noqa: BLE001 - the expansion itself reports a bad span
+    except Exception:  # the expansion itself reports a bad span
         return timedelta(0)
     return span if isinstance(span, timedelta) else timedelta(0)
 
