@@ -75,7 +75,6 @@ _FIELDS = [
     "location",
     "body",
     "categories",
-    "organizer",
     "is_cancelled",
     "type",
     "original_start",
