@@ -56,9 +56,11 @@ def setup(level: str = "INFO") -> None:
         "requests",
         "httpx",
         "httpcore",
-        "exchangelib",
         "msal",
         "alembic",
         "radicale",
     ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # exchangelib logs whole request XML (mailbox addresses) at ERROR; our sources report
+    # its failures themselves, without personal data.
+    logging.getLogger("exchangelib").setLevel(logging.CRITICAL)
