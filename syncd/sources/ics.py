@@ -1,0 +1,246 @@
+"""ICS backend: a file, a folder of ``*.ics`` files, or an http(s) URL (Outlook "publish").
+
+Each file or URL is one :class:`RawItem` (``kind="ical"``). Files are identified by the
+SHA-256 of their bytes. URLs by the server's ETag or Last-Modified, sent back as
+If-None-Match / If-Modified-Since, so an unchanged feed costs one request and a 304.
+
+Every sync lists the whole calendar, so deletes are ``known - present``. ``full`` is set
+when anything changed (the engine's "calendar suddenly emptied" check relies on it) and
+cleared when nothing did: an empty delta is equally true then.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ssl
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import httpx
+
+from ..errors import AuthError, InputError, SourceError
+from ..ical import DEFAULT_LIMITS, Limits, decode
+from ..model import RawItem
+from ..secrets import SecretRef
+from .base import ChangeSet, Source, SourceOptions, Window
+
+_STATE = "ics"
+_RETRYABLE_4XX = frozenset({408, 425, 429})
+
+
+class IcsOptions(SourceOptions):
+    timeout: float = 30
+    verify_tls: bool = True
+    ca_file: Path | None = None
+    username: str | None = None
+    password: SecretRef | None = None
+    max_bytes: int = DEFAULT_LIMITS.max_bytes
+
+
+class IcsSource(Source):
+    kind = "ics"
+    Options = IcsOptions
+
+    def __init__(self, name: str, options: SourceOptions, secret: Callable[[str], str]) -> None:
+        super().__init__(name, options, secret)
+        self._client: httpx.Client | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def _opts(self) -> IcsOptions:
+        assert isinstance(self.options, IcsOptions)
+        return self.options
+
+    def sync(
+        self,
+        locator: str,
+        state: str | None,
+        known: Mapping[str, str],
+        window: Window,
+    ) -> ChangeSet:
+        if _is_url(locator):
+            return self._sync_url(_http_url(locator), known)
+        return self._sync_path(Path(locator), known)
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    # --- files ------------------------------------------------------------------------
+    def _sync_path(self, path: Path, known: Mapping[str, str]) -> ChangeSet:
+        try:
+            if path.is_dir():
+                files = sorted(
+                    p for p in path.iterdir() if p.suffix.lower() == ".ics" and p.is_file()
+                )
+            elif path.is_file():
+                files = [path]
+            else:
+                # The path names a staff member's file: keep it out of the message.
+                raise SourceError(f"{self.name}: calendar file or folder not found", permanent=True)
+        except PermissionError:
+            raise AuthError(f"{self.name}: permission denied reading the calendar") from None
+        except OSError as exc:
+            raise SourceError(
+                f"{self.name}: calendar folder unreadable ({exc.strerror})", permanent=False
+            ) from None
+        present: dict[str, RawItem] = {}
+        for file in files:
+            href = str(file)
+            try:
+                if file.stat().st_size > self._opts.max_bytes:
+                    raise SourceError(
+                        f"{self.name}: a calendar file is larger than {self._opts.max_bytes} bytes",
+                        permanent=True,
+                    )
+                raw = file.read_bytes()
+            except FileNotFoundError:
+                continue  # removed between listing and reading: it is simply gone
+            except PermissionError:
+                raise AuthError(f"{self.name}: permission denied reading a calendar file") from None
+            except OSError as exc:
+                raise SourceError(
+                    f"{self.name}: calendar file unreadable ({exc.strerror})", permanent=False
+                ) from None
+            etag = hashlib.sha256(raw).hexdigest()
+            present[href] = RawItem(href=href, etag=etag, kind="ical", data=self._text(raw))
+        return _changes(present, known, requests=len(files))
+
+    # --- URLs -------------------------------------------------------------------------
+    def _sync_url(self, url: str, known: Mapping[str, str]) -> ChangeSet:
+        headers = {"Accept": "text/calendar, */*;q=0.5"}
+        previous = known.get(url, "")
+        if previous.startswith("etag:"):
+            headers["If-None-Match"] = previous[len("etag:") :]
+        elif previous.startswith("lm:"):
+            headers["If-Modified-Since"] = previous[len("lm:") :]
+        client = self._http()
+        try:
+            with client.stream("GET", url, headers=headers) as resp:
+                if resp.status_code == 304 and previous:
+                    others = sorted(h for h in known if h != url)
+                    return ChangeSet(full=bool(others), deletes=others, state=_STATE, requests=1)
+                self._raise_for_status(resp)
+                raw = self._read_capped(resp)
+                etag = resp.headers.get("ETag")
+                modified = resp.headers.get("Last-Modified")
+        except httpx.TimeoutException:
+            raise SourceError(f"{self.name}: calendar URL timed out", permanent=False) from None
+        except httpx.HTTPError as exc:
+            # Certificate failures need a human; refused or reset connections may pass.
+            permanent = isinstance(exc, httpx.ConnectError) and _is_tls_failure(exc)
+            raise SourceError(
+                f"{self.name}: calendar URL unreachable ({type(exc).__name__})",
+                permanent=permanent,
+            ) from None
+        if etag:
+            tag = f"etag:{etag}"
+        elif modified:
+            tag = f"lm:{modified}"
+        else:
+            tag = "sha256:" + hashlib.sha256(raw).hexdigest()
+        item = RawItem(href=url, etag=tag, kind="ical", data=self._text(raw))
+        return _changes({url: item}, known, requests=1)
+
+    def _http(self) -> httpx.Client:
+        with self._lock:
+            if self._client is None:
+                opts = self._opts
+                verify: ssl.SSLContext | bool = opts.verify_tls
+                if opts.ca_file is not None:
+                    verify = ssl.create_default_context(cafile=str(opts.ca_file))
+                auth = None
+                if opts.username is not None:
+                    password = self._secret("password") if opts.password is not None else ""
+                    auth = httpx.BasicAuth(opts.username, password)
+                # trust_env=False: the daemon must not pick up proxies or CA bundles from
+                # whichever environment it happens to be started in.
+                self._client = httpx.Client(
+                    timeout=opts.timeout,
+                    verify=verify,
+                    auth=auth,
+                    trust_env=False,
+                    follow_redirects=True,
+                )
+            return self._client
+
+    def _raise_for_status(self, resp: httpx.Response) -> None:
+        code = resp.status_code
+        if code < 400 and code != 304:
+            return
+        if code in (401, 403):
+            raise AuthError(f"{self.name}: calendar URL refused our credentials (HTTP {code})")
+        retry_after = _retry_after(resp.headers.get("Retry-After"))
+        if code >= 500 or code in _RETRYABLE_4XX or code == 304:
+            raise SourceError(
+                f"{self.name}: calendar URL failed (HTTP {code})",
+                permanent=False,
+                retry_after=retry_after,
+            )
+        raise SourceError(f"{self.name}: calendar URL failed (HTTP {code})", permanent=True)
+
+    def _read_capped(self, resp: httpx.Response) -> bytes:
+        cap = self._opts.max_bytes
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in resp.iter_bytes():
+            size += len(chunk)
+            if size > cap:
+                raise SourceError(
+                    f"{self.name}: calendar URL sent more than {cap} bytes", permanent=True
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _text(self, raw: bytes) -> str:
+        try:
+            return decode(raw, Limits(max_bytes=self._opts.max_bytes))
+        except InputError as exc:
+            raise SourceError(f"{self.name}: {exc}", permanent=True) from None
+
+
+def _is_url(locator: str) -> bool:
+    return locator.lower().startswith(("http://", "https://", "webcal://", "webcals://"))
+
+
+def _http_url(locator: str) -> str:
+    scheme, sep, rest = locator.partition("://")
+    if scheme.lower() in ("webcal", "webcals"):
+        return "https" + sep + rest  # Outlook and Apple hand out webcal:// links to HTTPS feeds
+    return locator
+
+
+def _is_tls_failure(exc: Exception) -> bool:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return "CERTIFICATE" in str(exc).upper()
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP-date: the engine's own backoff applies
+
+
+def _changes(present: dict[str, RawItem], known: Mapping[str, str], *, requests: int) -> ChangeSet:
+    upserts = [item for href, item in present.items() if known.get(href) != item.etag]
+    deletes = sorted(href for href in known if href not in present)
+    return ChangeSet(
+        full=bool(upserts or deletes),
+        upserts=upserts,
+        deletes=deletes,
+        state=_STATE,
+        requests=requests,
+    )
+
+
+__all__ = ["IcsOptions", "IcsSource"]
