@@ -113,18 +113,11 @@ def _local_start(occ: Occurrence, tz: ZoneInfo) -> datetime:
     return datetime.combine(occ.start, time(0), tzinfo=tz)
 
 
-def _in_window(occ: Occurrence, window: Window, tz: ZoneInfo) -> bool:
-    start = _local_start(occ, tz)
+def _in_window(occ: Occurrence, start: datetime, window: Window, tz: ZoneInfo) -> bool:
     if occ.all_day:
         # By local date: an all-day visit today stays in a window that starts at 09:00 today.
         return window.start.astimezone(tz).date() <= occ.start and start < window.end
     return window.start <= start < window.end
-
-
-def _local_date(occ: Occurrence, tz: ZoneInfo) -> date:
-    if isinstance(occ.start, datetime):
-        return _local_start(occ, tz).astimezone(tz).date()
-    return occ.start
 
 
 def _has_times(occ: Occurrence) -> bool:
@@ -138,8 +131,10 @@ def _has_times(occ: Occurrence) -> bool:
     return end > start
 
 
-def _last_of_day(visits: Sequence[Occurrence], tz: ZoneInfo) -> set[str]:
-    """Keys of the visits that are the last of their worker's local day.
+def _last_of_day(
+    visits: Sequence[Occurrence], starts: dict[int, datetime], tz: ZoneInfo
+) -> set[int]:
+    """Ids of the visits that are the last of their worker's local day.
 
     Last = latest start. All-day visits are candidates only on a day with no timed visit
     (then each of them is, as none is known to come later). Equal latest starts are all last.
@@ -147,14 +142,18 @@ def _last_of_day(visits: Sequence[Occurrence], tz: ZoneInfo) -> set[str]:
     timed: dict[date, list[Occurrence]] = {}
     all_day: dict[date, list[Occurrence]] = {}
     for occ in visits:
-        (all_day if occ.all_day else timed).setdefault(_local_date(occ, tz), []).append(occ)
-    last: set[str] = set()
+        if occ.all_day:
+            assert isinstance(occ.start, date)
+            all_day.setdefault(occ.start, []).append(occ)
+        else:
+            timed.setdefault(starts[id(occ)].astimezone(tz).date(), []).append(occ)
+    last: set[int] = set()
     for day_visits in timed.values():
-        latest = max(_local_start(o, tz) for o in day_visits)
-        last.update(o.key for o in day_visits if _local_start(o, tz) == latest)
+        latest = max(starts[id(o)] for o in day_visits)
+        last.update(id(o) for o in day_visits if starts[id(o)] == latest)
     for day, day_visits in all_day.items():
         if day not in timed:
-            last.update(o.key for o in day_visits)
+            last.update(id(o) for o in day_visits)
     return last
 
 
@@ -193,22 +192,27 @@ def check(
     categories = _categories(config)
     prefixes = _prefixes(config)
     all_visits = [o for o in occurrences if _is_visit(o, categories, prefixes)]
+    starts = {id(o): _local_start(o, tz) for o in all_visits}
     visits = sorted(
-        (o for o in all_visits if _in_window(o, window, tz)),
-        key=lambda o: (_local_start(o, tz), o.key),
+        (o for o in all_visits if _in_window(o, starts[id(o)], window, tz)),
+        key=lambda o: starts[id(o)],
     )
-    last = set() if config.return_on_every_visit else _last_of_day(all_visits, tz)
+    last = set() if config.return_on_every_visit else _last_of_day(all_visits, starts, tz)
     findings: list[Finding] = []
     for occ in visits:
-        fields = extract(occ, prefixes=prefixes)
-        needs_return = config.return_on_every_visit or occ.key in last
-        for rule in _rules_for(occ, fields, needs_return=needs_return, config=config):
+        fields = extract(occ, prefixes=prefixes, purpose=config.require_purpose)
+        needs_return = config.return_on_every_visit or id(occ) in last
+        broken = _rules_for(occ, fields, needs_return=needs_return, config=config)
+        if not broken:
+            continue
+        key = occ.key
+        for rule in broken:
             findings.append(
                 Finding(
                     rule=rule,
                     calendar=calendar,
                     uid=occ.uid,
-                    occurrence_key=occ.key,
+                    occurrence_key=key,
                     summary=occ.summary,
                     start=occ.start,
                     message=MESSAGES[rule],
