@@ -74,7 +74,7 @@ def _entries(today: date) -> dict[str, list[dict[str, Any]]]:
                 "start": time(10, 0),
                 "end": time(11, 0),
                 "location": "27 Station Road, Ripley",
-                "description": "Tel 07911 654321",
+                "description": "Tel 07400 123456",
             },
             {
                 "uid": "ben-2",

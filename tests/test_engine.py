@@ -92,7 +92,7 @@ def test_new_findings_reach_the_monitor_once_as_one_digest(tmp_path: Path, sink:
     w = World(tmp_path, sink)
     w.put("amira", visit("a1", "HV Patel family", 1, 10, location="12 Acacia Avenue, Derby"))  # no postcode
     w.put("amira", visit("a2", "HV", 2, 10))  # nobody named
-    w.put("ben", visit("b1", "HV Smith", 1, 11, description="Tel 07911 654321"))  # last of day, no return
+    w.put("ben", visit("b1", "HV Smith", 1, 11, description="Tel 07400 123456"))  # last of day, no return
     report = w.cycle()
     assert report.new_findings == 3
     msgs = sink.take()

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote, urljoin, urlsplit
 
 from caldav.collection import Calendar
@@ -52,6 +52,8 @@ class CalDavOptions(SourceOptions):
     verify_tls: bool = True
     ca_file: Path | None = None
     timeout: float = 30
+    auth_type: Literal["basic", "digest"] = "basic"
+    """Baikal and other SabreDAV servers often want Digest; Radicale, Nextcloud: Basic."""
 
 
 class _GetCTag(BaseElement):
@@ -123,6 +125,9 @@ class CalDavSource(Source):
         except _Expired:
             full = True
             listing = self._report(calendar, None)
+        if full and getattr(listing, "truncated", False):
+            # A partial listing would make us "delete" everything it left out.
+            raise SourceError(f"{self.name}: server truncated the calendar listing")
         present: dict[str, tuple[Any, str]] = {}
         gone: set[str] = set()
         deleted = {str(u) for u in listing.deleted_urls}
@@ -239,9 +244,9 @@ class CalDavSource(Source):
             url=opts.url,
             username=opts.username,
             password=password,
-            # Pre-emptive Basic saves a 401 round trip per new client; a server asking for
-            # Digest still gets negotiated by caldav on its 401.
-            auth_type="basic" if opts.username else None,
+            # Pre-set, not negotiated: saves a 401 round trip per new client. caldav does
+            # not renegotiate once a scheme is set, hence the option.
+            auth_type=opts.auth_type if opts.username else None,
             timeout=opts.timeout,
             ssl_verify_cert=verify,
             enable_rfc6764=False,
