@@ -86,6 +86,9 @@ class CalDavHarness:
         # The server side changes (a rotated password), as in production.
         self.server.set_password(self.user, "rotated-" + uuid.uuid4().hex)
 
+    def restore_auth(self) -> None:
+        self.server.set_password(self.user, self.password)
+
     def expire_state(self) -> None:
         if self.server.kind != "radicale":
             raise NotImplementedError(

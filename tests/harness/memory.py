@@ -35,6 +35,9 @@ class MemoryHarness:
     def break_auth(self) -> None:
         self.server.fail = AuthError("memory: credentials rejected")
 
+    def restore_auth(self) -> None:
+        self.server.fail = None
+
     def expire_state(self) -> None:
         self.server.expire_tokens()
 
