@@ -7,6 +7,7 @@ Everything lives in a temporary folder and is removed afterwards (unless ``--kee
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import tempfile
@@ -189,6 +190,8 @@ def run_demo(keep: Path | None = None, now: datetime | None = None) -> int:
 
     from .devserver import start_radicale
 
+    # aiosmtpd narrates every SMTP command at INFO; the demo shows the mail itself instead.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     now = now or utcnow()
     today = now.astimezone(TZ).date()
     tmp = tempfile.TemporaryDirectory(prefix="syncd-demo-") if keep is None else None

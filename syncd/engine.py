@@ -181,7 +181,7 @@ class Engine:
                     "recovered",
                     team.name,
                     None,
-                    self._who(staff) | {"since": state.blind_since.isoformat()},
+                    self._who(staff) | {"since": self._local(state.blind_since)},
                 )
             )
         known = self.store.known(key)
@@ -195,7 +195,7 @@ class Engine:
                 )
                 self.store.mark_ok(key, now, empty_since=now)
                 events.append(
-                    ("emptied", team.name, None, self._who(staff) | {"since": now.isoformat()})
+                    ("emptied", team.name, None, self._who(staff) | {"since": self._local(now)})
                 )
                 self.store.enqueue(events, now)
                 return
@@ -235,7 +235,7 @@ class Engine:
                             "blind",
                             team.name,
                             None,
-                            self._who(staff) | {"since": now.isoformat(), "error": str(error)},
+                            self._who(staff) | {"since": self._local(now), "error": str(error)},
                         )
                     ],
                     now,
@@ -353,7 +353,7 @@ class Engine:
                     if f.calendar in ids
                 ],
                 "blind": [
-                    {"staff_name": names[k], "since": st.blind_since.isoformat()}
+                    {"staff_name": names[k], "since": self._local(st.blind_since)}
                     for k, st in states.items()
                     if k in ids and st.blind_since is not None
                 ],
@@ -420,6 +420,10 @@ class Engine:
                 report.sent += 1
 
     # --- helpers ---------------------------------------------------------------------
+    def _local(self, moment: datetime) -> str:
+        """ISO text in the teams' zone, so emails show the wall-clock time people live by."""
+        return moment.astimezone(self.tz).isoformat()
+
     @staticmethod
     def _who(staff: Staff) -> dict[str, Any]:
         return {"staff_id": staff.id, "staff_name": staff.name}
