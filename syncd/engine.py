@@ -26,7 +26,7 @@ from .notify.render import render_digest, render_morning, render_nudge
 from .sources import Source, load
 from .sources.base import ChangeSet, Window
 from .store import CalendarState, OutboxRow, Store
-from .store.db import utc_start
+from .store.db import locator_hash, utc_start
 from .tracking import diff_findings, local_day, window_between, window_for
 
 log = logging.getLogger(__name__)
@@ -131,18 +131,21 @@ class Engine:
 
     # --- step 1: sync ----------------------------------------------------------------
     def sync_all(self, now: datetime, window: Window, report: CycleReport) -> None:
+        states = self._register()
+        known_all = self.store.all_known()
         jobs: list[tuple[str, Source, str, str | None, dict[str, str]]] = []
         for key, (_team, staff) in self.staff.items():
             report.calendars += 1
-            state = self.store.ensure_calendar(key, staff.calendar.source, staff.calendar.locator)
             if (nb := self._not_before.get(key)) is not None and now < nb:
                 continue  # the server asked us to back off
             try:
                 src = self.source(staff.calendar.source)
             except ConfigError as exc:
-                self._failed(key, state, SourceError(str(exc), permanent=True), now, report)
+                self._failed(key, SourceError(str(exc), permanent=True), now, report)
                 continue
-            jobs.append((key, src, staff.calendar.locator, state.sync_state, self.store.known(key)))
+            jobs.append(
+                (key, src, staff.calendar.locator, states[key].sync_state, known_all.get(key, {}))
+            )
 
         def run(job: tuple[str, Source, str, str | None, dict[str, str]]) -> _Sync:
             key, src, locator, sync_state, known = job
@@ -156,19 +159,56 @@ class Engine:
                 return _Sync(key, None, SourceError(f"unexpected {type(exc).__name__}"))
 
         # Sources do network I/O in threads; the store is written from this thread only.
+        quiet: list[tuple[str, str | None]] = []
         with ThreadPoolExecutor(
             max_workers=self.config.concurrency, thread_name_prefix="sync"
         ) as pool:
             for result in pool.map(run, jobs):
-                current = self.store.calendar(result.key)
-                assert current is not None
+                state = states[result.key]
+                changes = result.changes
                 if result.error is not None:
-                    self._failed(result.key, current, result.error, now, report)
-                elif result.changes is not None:
-                    self._synced(result.key, current, result.changes, now, report)
+                    self._failed(result.key, result.error, now, report)
+                elif changes is None:
+                    continue
+                elif (
+                    not changes.upserts
+                    and not changes.deletes
+                    and state.failures == 0
+                    and state.blind_since is None
+                    and state.empty_since is None
+                ):
+                    # The common case, a healthy calendar with nothing new: batched into one
+                    # transaction below, so a quiet cycle costs one commit, not one per calendar.
+                    report.requests += changes.requests
+                    self._not_before.pop(result.key, None)
+                    quiet.append((result.key, changes.state))
+                else:
+                    self._synced(
+                        result.key, state, changes, known_all.get(result.key, {}), now, report
+                    )
+        self.store.mark_synced(quiet, now)
+
+    def _register(self) -> dict[str, CalendarState]:
+        """The stored state of every configured calendar, registering new or moved ones."""
+        states = {s.key: s for s in self.store.calendars()}
+        for key, (_team, staff) in self.staff.items():
+            st = states.get(key)
+            if st is None or st.locator_hash != locator_hash(
+                staff.calendar.source, staff.calendar.locator
+            ):
+                states[key] = self.store.ensure_calendar(
+                    key, staff.calendar.source, staff.calendar.locator
+                )
+        return states
 
     def _synced(
-        self, key: str, state: CalendarState, changes: ChangeSet, now: datetime, report: CycleReport
+        self,
+        key: str,
+        state: CalendarState,
+        changes: ChangeSet,
+        known: Mapping[str, str],
+        now: datetime,
+        report: CycleReport,
     ) -> None:
         team, staff = self.staff[key]
         report.requests += changes.requests
@@ -184,7 +224,6 @@ class Engine:
                     self._who(staff) | {"since": self._local(state.blind_since)},
                 )
             )
-        known = self.store.known(key)
         emptied = (
             changes.full and known and not changes.upserts and set(changes.deletes) >= set(known)
         )
@@ -217,9 +256,7 @@ class Engine:
         self.store.apply_changes(key, changes, now)
         self.store.enqueue(events, now)
 
-    def _failed(
-        self, key: str, state: CalendarState, error: SourceError, now: datetime, report: CycleReport
-    ) -> None:
+    def _failed(self, key: str, error: SourceError, now: datetime, report: CycleReport) -> None:
         team, staff = self.staff[key]
         report.failed += 1
         failures = self.store.record_failure(key, str(error))
@@ -244,8 +281,9 @@ class Engine:
     # --- step 2: evaluate ------------------------------------------------------------
     def evaluate_all(self, now: datetime, window: Window, report: CycleReport) -> None:
         today = local_day(now, self.tz).isoformat()
+        states = {s.key: s for s in self.store.calendars()}
         for key in self.staff:
-            state = self.store.calendar(key)
+            state = states.get(key)
             if state is None or (not state.dirty and state.evaluated_day == today):
                 continue
             self.evaluate(key, now, window, report)

@@ -19,7 +19,17 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, select, update
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    Engine,
+    create_engine,
+    delete,
+    event,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import StoreError
@@ -212,6 +222,26 @@ class Store:
             if changes.upserts or changes.deletes:
                 values["dirty"] = True
             conn.execute(update(t.calendars).where(t.calendars.c.key == key).values(**values))
+
+    def all_known(self) -> dict[str, dict[str, str]]:
+        """href -> etag of every stored item, per calendar, in one query."""
+        out: dict[str, dict[str, str]] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execute(select(t.items.c.calendar, t.items.c.href, t.items.c.etag)):
+                out.setdefault(r.calendar, {})[r.href] = r.etag
+        return out
+
+    def mark_synced(self, synced: Sequence[tuple[str, str | None]], now: datetime) -> None:
+        """Record quiet successful syncs (calendar key, new sync state) in one transaction."""
+        if not synced:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(t.calendars)
+                .where(t.calendars.c.key == bindparam("k"))
+                .values(sync_state=bindparam("s"), last_ok_at=now),
+                [{"k": k, "s": s} for k, s in synced],
+            )
 
     def mark_ok(self, key: str, now: datetime, *, empty_since: datetime | None = None) -> None:
         """A read that succeeded but whose changes are being held (an empty calendar)."""
