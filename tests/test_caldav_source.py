@@ -381,3 +381,15 @@ def test_ca_file_and_verify_tls_false_are_honoured(
     for opts in (options(tls_url, ca_file=pem), options(tls_url, verify_tls=False)):
         with pytest.raises(SourceError, match="404"):
             sync(CalDavSource("tls", opts, lambda _f: ""), "u/cal/")
+
+
+def test_locator_on_another_host_is_refused_before_any_request() -> None:
+    calls: list[str] = []
+    src = CalDavSource(
+        "srv",
+        options("http://127.0.0.1:9/dav/", username="u", password=SecretRef(env="X")),
+        lambda f: calls.append(f) or "pw",
+    )
+    with pytest.raises(SourceError, match="outside") as info:
+        sync(src, "https://evil.example/u/cal/")
+    assert info.value.permanent and calls == []

@@ -95,9 +95,10 @@ class CalDavSource(Source):
         known: Mapping[str, str],
         window: Window,
     ) -> ChangeSet:
+        url = self._calendar_url(locator)
         with self._checkout() as client, self._translate():
             before = client.requests
-            calendar: Any = Calendar(client=client.dav, url=self._calendar_url(locator))
+            calendar: Any = Calendar(client=client.dav, url=url)
             token, ctag = _parse_state(state)
             if ctag is not None:
                 changes = self._sync_ctag(calendar, ctag, known)
@@ -215,7 +216,14 @@ class CalDavSource(Source):
 
     def _calendar_url(self, locator: str) -> str:
         base = self._opts.url if self._opts.url.endswith("/") else self._opts.url + "/"
-        return urljoin(base, locator)
+        url = urljoin(base, locator)
+        if urlsplit(url)[:2] != urlsplit(base)[:2]:
+            # An absolute locator on another host would get this source's password.
+            raise SourceError(
+                f"{self.name}: calendar locator points outside the configured server",
+                permanent=True,
+            )
+        return url if url.endswith("/") else url + "/"
 
     @contextmanager
     def _checkout(self) -> Iterator[_Client]:
