@@ -45,7 +45,7 @@ class VisitFields:
 
 _BLOCK_TAG = re.compile(r"<\s*(?:br|/p|/div|/li|/tr|p|div|li|tr)\b[^>]*>", re.I)
 _ANY_TAG = re.compile(r"<[^<>]{0,200}>")
-_HSPACE = re.compile(r"[ \t\xa0\u2007\u202f]+")
+_ODD_SPACE = re.compile(r"[\t\xa0\u2007\u202f]")
 
 
 def _clean(text: str) -> str:
@@ -54,7 +54,11 @@ def _clean(text: str) -> str:
     if "&" in text:
         # Unescape after stripping tags so "&lt;Tel&gt;" survives as text.
         text = html.unescape(text)
-    return _HSPACE.sub(" ", text.replace("\r", "\n"))
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    # Tabs and no-break spaces become plain spaces; runs of spaces are left (the patterns
+    # allow them) because rewriting every entry costs more than the rare case is worth.
+    return _ODD_SPACE.sub(" ", text) if _ODD_SPACE.search(text) else text
 
 
 # --- postcodes -----------------------------------------------------------------------------
