@@ -21,8 +21,8 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import (
     Connection,
-    bindparam,
     Engine,
+    bindparam,
     create_engine,
     delete,
     event,
