@@ -285,3 +285,20 @@ def test_html_part_escapes_entry_text(tmp_path: Path, sink: Sink) -> None:
     w.cycle()
     html = Sink.html(sink.take()[0])
     assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_a_finding_fixed_then_broken_again_is_reported_again_once(tmp_path: Path, sink: Sink) -> None:
+    w = World(tmp_path, sink)
+    broken = visit("a1", "HV Patel family", 1, 10, location="12 Acacia Avenue, Derby")
+    w.put("amira", broken)
+    w.cycle()
+    w.put("amira", visit("a1", "HV Patel family", 1, 10))
+    w.cycle()
+    sink.take()
+    w.put("amira", broken)
+    w.cycle()
+    msgs = sink.take()
+    assert len(msgs) == 1 and "1 visit entry incomplete" in msgs[0]["Subject"]
+    assert [f.rule for f in w.engine.store.open_findings("s1").values()] == ["missing-postcode"]
+    w.cycle()
+    assert sink.take() == []

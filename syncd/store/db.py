@@ -351,8 +351,16 @@ class Store:
                     ],
                 )
             if new:
+                # A finding fixed earlier and broken again is a new finding: its old, resolved
+                # row makes way, or the insert would collide and it would never reopen.
+                for chunk in _chunks([f.key for f, _ in new], 500):
+                    conn.execute(
+                        delete(t.findings).where(
+                            t.findings.c.key.in_(chunk), t.findings.c.resolved_at.isnot(None)
+                        )
+                    )
                 conn.execute(
-                    insert(t.findings).prefix_with("OR IGNORE", dialect="sqlite"),
+                    insert(t.findings),
                     [
                         {
                             "key": f.key,
