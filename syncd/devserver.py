@@ -116,12 +116,15 @@ def _spawn(
 ) -> DevServer:
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "syncd.devserver", kind, *args],
-        stdout=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        env=env,
-    )
+    # The server's own log goes to a file: it would clutter the demo's terminal.
+    with open(storage_dir / "server.log", "ab") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "syncd.devserver", kind, *args],
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
     try:
         port = _read_port(proc, timeout)
         _wait_listening(port, proc, timeout)
@@ -148,14 +151,14 @@ def _read_port(proc: subprocess.Popen[bytes], timeout: float) -> int:
             for line in buf.decode(errors="replace").splitlines():
                 if line.startswith(_PORT_PREFIX):
                     return int(line[len(_PORT_PREFIX) :])
-    raise RuntimeError(f"dev server did not start (exit code {proc.poll()})")
+    raise RuntimeError(f"dev server did not start (exit code {proc.poll()}; see server.log)")
 
 
 def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"dev server exited with code {proc.returncode}")
+            raise RuntimeError(f"dev server exited with code {proc.returncode}; see server.log")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return
