@@ -25,8 +25,10 @@ import x_wr_timezone
 from dateutil.rrule import rrule, rrulestr
 from icalendar.prop import vBroken, vRecur
 from recurring_ical_events import EventAdapter, Series
+from recurring_ical_events.util import time_span_contains_event
 
 from .errors import InputError
+from .ical_fast import Simple, scan
 from .model import Occurrence
 from .sources.base import Window
 from .timezones import resolve_tzid
@@ -95,8 +97,15 @@ def parse_ical(
             f"too many entries: {n_components} components, the limit is {limits.max_components}"
         )
     result = ParseResult()
-    for cal in _parse_calendars(text, result):
-        _Expander(cal, window, tz, limits, result).run()
+    fast = scan(text)
+    rest: str | None = text
+    if fast is not None:
+        rest = fast.rest
+        if not _fast_lane(fast.simple, window, tz, limits, result):
+            rest = None
+    if rest is not None:
+        for cal in _parse_calendars(rest, result):
+            _Expander(cal, window, tz, limits, result).run()
     result.occurrences.sort(key=lambda o: _sort_key(o.start, tz))
     return result
 
@@ -255,14 +264,7 @@ class _Expander:
     def _emit(self, occ: Occurrence) -> None:
         if len(self.result.occurrences) >= self.limits.max_occurrences:
             self._truncated = True
-            self.result.problems.append(
-                Problem(
-                    "",
-                    "",
-                    f"more than {self.limits.max_occurrences} entries in the checked period; "
-                    "the rest were not checked",
-                )
-            )
+            self.result.problems.append(_too_many(self.limits))
             raise _Stop
         self.result.occurrences.append(occ)
 
@@ -443,50 +445,125 @@ class _Expander:
         return None
 
     def _occurrence(self, uid: str, comp: Any, start: Any, end: Any, rid: Any) -> Occurrence:
-        has_end = "DTEND" in comp or "DURATION" in comp
-        recurring = rid is not None
-        if isinstance(start, datetime):
-            start = start.astimezone(self.tz)
-            end = (
-                end.astimezone(self.tz)
-                if has_end and isinstance(end, datetime)
-                else (end if has_end else None)
-            )
-        elif not has_end:
-            end = None
-        rid_text = ""
-        if recurring:
-            if isinstance(rid, datetime) and not isinstance(start, datetime):
-                rid_text = rid.date().isoformat()  # Exchange writes all-day ids as midnight
-            elif isinstance(rid, datetime):
-                rid_text = rid.astimezone(self.tz).isoformat()
-            else:
-                rid_text = rid.isoformat()
-        return Occurrence(
+        return _Entry(
             uid=uid,
             start=start,
             end=end,
-            summary=self._field(uid, comp, "SUMMARY"),
-            location=self._field(uid, comp, "LOCATION"),
-            description=self._field(uid, comp, "DESCRIPTION"),
+            has_end="DTEND" in comp or "DURATION" in comp,
+            rid=rid,
+            summary=_text(comp.get("SUMMARY")),
+            location=_text(comp.get("LOCATION")),
+            description=_text(comp.get("DESCRIPTION")),
             categories=_categories(comp),
-            cancelled=str(comp.get("STATUS", "")).strip().upper() == "CANCELLED",
+            status=str(comp.get("STATUS", "")).strip().upper(),
+        ).occurrence(self.tz, self.limits, self.result)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One occurrence's fields, as either lane read them; turned into an Occurrence."""
+
+    uid: str
+    start: Any
+    end: Any
+    has_end: bool
+    rid: Any
+    summary: str
+    location: str
+    description: str
+    categories: tuple[str, ...]
+    status: str
+
+    def occurrence(self, tz: ZoneInfo, limits: Limits, result: ParseResult) -> Occurrence:
+        start, end = self.start, self.end if self.has_end else None
+        if isinstance(start, datetime):
+            start = start.astimezone(tz)
+            if isinstance(end, datetime):
+                end = end.astimezone(tz)
+        rid_text = ""
+        rid = self.rid
+        if isinstance(rid, datetime) and not isinstance(start, datetime):
+            rid_text = rid.date().isoformat()  # Exchange writes all-day ids as midnight
+        elif isinstance(rid, datetime):
+            rid_text = rid.astimezone(tz).isoformat()
+        elif rid is not None:
+            rid_text = rid.isoformat()
+        return Occurrence(
+            uid=self.uid,
+            start=start,
+            end=end,
+            summary=self._cap("SUMMARY", self.summary, limits, result),
+            location=self._cap("LOCATION", self.location, limits, result),
+            description=self._cap("DESCRIPTION", self.description, limits, result),
+            categories=self.categories,
+            cancelled=self.status == "CANCELLED",
             recurrence_id=rid_text,
         )
 
-    def _field(self, uid: str, comp: Any, name: str) -> str:
-        value = _text(comp.get(name))
-        cap = self.limits.max_property_chars
-        if len(value) > cap:
-            self.result.problems.append(
-                Problem(
-                    uid,
-                    _text(comp.get("SUMMARY"))[:200],
-                    f"{name} is longer than {cap} characters; only the start is checked",
-                )
+    def _cap(self, name: str, value: str, limits: Limits, result: ParseResult) -> str:
+        cap = limits.max_property_chars
+        if len(value) <= cap:
+            return value
+        result.problems.append(
+            Problem(
+                self.uid,
+                self.summary[:200],
+                f"{name} is longer than {cap} characters; only the start is checked",
             )
-            value = value[:cap]
+        )
+        return value[:cap]
+
+
+def _fast_lane(
+    entries: list[Simple], window: Window, tz: ZoneInfo, limits: Limits, result: ParseResult
+) -> bool:
+    """Emit the plain entries; False once the whole-calendar limit is reached."""
+    span_start, span_end = window.start.astimezone(tz), window.end.astimezone(tz)
+    for e in entries:
+        start = _pin_simple(e.start, e.start_tzid, tz)
+        end = _pin_simple(e.end, e.end_tzid, tz) if e.end is not None else None
+        # recurring-ical-events' span: no end means the start (timed) or one day (all-day),
+        # and an end before the start is swapped.
+        if end is None:
+            span = (start, start + timedelta(days=1) if not isinstance(start, datetime) else start)
+        else:
+            span = (start, end) if not start > end else (end, start)
+        if not time_span_contains_event(span_start, span_end, *span):
+            continue
+        if len(result.occurrences) >= limits.max_occurrences:
+            result.problems.append(_too_many(limits))
+            return False
+        entry = _Entry(
+            uid=e.uid,
+            start=span[0],
+            end=span[1],
+            has_end=e.has_end,
+            rid=None,
+            summary=e.summary,
+            location=e.location,
+            description=e.description,
+            categories=e.categories,
+            status=e.status,
+        )
+        result.occurrences.append(entry.occurrence(tz, limits, result))
+    return True
+
+
+def _pin_simple(value: date | datetime, tzid: str | None, tz: ZoneInfo) -> date | datetime:
+    if not isinstance(value, datetime):
         return value
+    if tzid is not None:
+        return value.replace(tzinfo=resolve_tzid(tzid))
+    return value if value.tzinfo is not None else value.replace(tzinfo=tz)
+
+
+def _too_many(limits: Limits) -> Problem:
+    return Problem(
+        "",
+        "",
+        f"more than {limits.max_occurrences} entries in the checked period; "
+        "the rest were not checked",
+    )
 
 
 class _Stop(_Skip):
