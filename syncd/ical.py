@@ -104,10 +104,17 @@ def parse_ical(
         if not _fast_lane(fast.simple, window, tz, limits, result):
             rest = None
     if rest is not None:
-        for cal in _parse_calendars(rest, result):
-            _Expander(cal, window, tz, limits, result).run()
+        _parse_full(rest, window, tz, limits, result)
     result.occurrences.sort(key=lambda o: _sort_key(o.start, tz))
     return result
+
+
+def _parse_full(
+    text: str, window: Window, tz: ZoneInfo, limits: Limits, result: ParseResult
+) -> None:
+    """The reference path: icalendar parses everything, recurring-ical-events expands."""
+    for cal in _parse_calendars(text, result):
+        _Expander(cal, window, tz, limits, result).run()
 
 
 def decode(data: str | bytes, limits: Limits = DEFAULT_LIMITS) -> str:

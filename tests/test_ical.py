@@ -295,3 +295,74 @@ def test_guard_does_not_cut_a_daily_series_started_years_ago() -> None:
     r = parse(cal(f"UID:d\nDTSTART:{start:%Y%m%dT%H%M%SZ}\nRRULE:FREQ=DAILY"))
     assert len(r.occurrences) == 31 and r.problems == []
     assert r.occurrences[0].start - start > timedelta(days=8000)  # type: ignore[operator]
+
+
+# --- the fast lane (syncd.ical_fast) must agree with the full icalendar path ----------------
+
+FAST_CASES = [
+    "UID:a\nDTSTART:20251014T090000Z\nDTEND:20251014T100000Z\nSUMMARY:HV\\, one\\nline\\;x",
+    "UID:b\nDTSTART;TZID=GMT Standard Time:20251026T013000\nDTEND;TZID=GMT Standard Time:20251026T023000",
+    'UID:c\nDTSTART;TZID="W. Europe Standard Time":20251014T090000\nDURATION:PT45M',
+    "UID:d\nDTSTART;TZID=Europe/London:20251014T090000",
+    "UID:e\nDTSTART;VALUE=DATE:20251020\nSUMMARY:All day",
+    "UID:f\nDTSTART;VALUE=DATE:20251020\nDTEND;VALUE=DATE:20251023",
+    "UID:g\nDTSTART:20251014T090000\nDTEND:20251014T080000\nSTATUS:cancelled ",
+    "UID:h\nDTSTART:20251014T090000Z\nCATEGORIES:Home Visit,Red\nCATEGORIES:a\\,b, c ,\nLOCATION:1 High St",
+    "UID:i\nDTSTART;VALUE=DATE:20251020\nDURATION:P2D",
+    "UID:j\nDTSTART;TZID=(UTC+00:00) Dublin, Edinburgh, Lisbon, London:20251014T090000",
+    "UID:k\nDTSTART:20250930T230000Z\nDTEND:20251001T000000Z",
+    "UID:l\nDTSTART:20251101T000000Z",
+    'UID:m\nDTSTART:20251031T235959Z\nDESCRIPTION;ALTREP="cid:x:y":text: with colon',
+    "UID:n\nDTSTART;TZID=Customized Time Zone:20251014T090000",
+    "UID:o\nDTSTART;TZID=Europe/London:20251014\nSUMMARY:date with zone",
+    "UID:p\nDTSTART:20251014T090000Z\nBEGIN:VALARM\nTRIGGER:-PT15M\nACTION:DISPLAY\nEND:VALARM",
+    "uid:q\ndtstart:20251014T090000Z\nsummary:lower-case names",
+    'UID:r\nDTSTART:20251014T090000Z\nX-MS-OLK-SENDER;CN="A; B":mailto:a@example.org',
+    "UID:s\nDTSTART:20251014T090000Z\nDear Team,\nSUMMARY:unfolded garbage",
+    "UID:t\nDTSTART:20251014T090000Z\nSUMMARY:a\nSUMMARY:b",
+    "UID:u\nDTSTART:20251014T090000Z\nDTEND;VALUE=DATE:20251015",
+    "UID:v\nDTSTART:20251014T090000Z\nDESCRIPTION:" + "y" * 300,
+]
+
+
+def _differential(text: str, window: Window = OCT, limits: Limits = Limits()) -> None:
+    from syncd.ical import ParseResult, _parse_full
+
+    fast = parse_ical(text, window=window, tz=LONDON, limits=limits)
+    full = ParseResult()
+    _parse_full(text, window, LONDON, limits, full)
+    full.occurrences.sort(
+        key=lambda o: (
+            o.start
+            if isinstance(o.start, datetime)
+            else datetime.combine(o.start, datetime.min.time(), LONDON)
+        )
+    )
+    assert sorted(map(repr, fast.occurrences)) == sorted(map(repr, full.occurrences))
+    assert sorted(map(repr, fast.problems)) == sorted(map(repr, full.problems))
+
+
+@pytest.mark.parametrize("event", FAST_CASES)
+def test_fast_lane_matches_full_path(event: str) -> None:
+    _differential(
+        cal(event, extra=GMT_VTZ + _custom("-0500")), limits=Limits(max_property_chars=100)
+    )
+
+
+def test_fast_lane_matches_full_path_on_mixed_calendars() -> None:
+    import random
+
+    from bench.parse_check import HEAD, TAIL, WINDOW, calendars
+
+    for cal_events in calendars(600, seed=7):
+        _differential(HEAD + "".join(cal_events) + TAIL, WINDOW)
+        for ev in cal_events[:3]:
+            _differential(HEAD + ev + TAIL, WINDOW)
+    rng = random.Random(3)
+    events = [rng.choice(FAST_CASES) for _ in range(40)]
+    _differential(cal(*events, extra=GMT_VTZ))  # shared UIDs: all go the full path
+
+
+def test_fast_lane_uses_the_limits() -> None:
+    events = [f"UID:{i}\nDTSTART:20251014T090000Z" for i in range(10)]
+    _differential(cal(*events), limits=Limits(max_occurrences=4))
