@@ -51,7 +51,7 @@ STREETS = ["Acacia Avenue", "Mill Lane", "Church Street", "Victoria Road", "Park
 TOWNS = [("Leeds", "LS6 2AB"), ("Derby", "DE1 1AA"), ("Hull", "HU1 3XY"), ("York", "YO1 7HH")]
 
 
-def vevent(rng: random.Random, i: int) -> str:
+def vevent(rng: random.Random, i: int, recurring: float = 0.03) -> str:
     day = WINDOW.start + timedelta(days=rng.randrange(28))
     start = day.replace(hour=rng.choice([9, 10, 11, 13, 14, 15]), minute=rng.choice([0, 30]))
     end = start + timedelta(minutes=rng.choice([45, 60, 90]))
@@ -82,7 +82,7 @@ def vevent(rng: random.Random, i: int) -> str:
         )
     if rng.random() < 0.3:
         lines.append("CATEGORIES:Home Visit")
-    if rng.random() < 0.03:
+    if rng.random() < recurring:
         lines.append(
             "RRULE:FREQ=WEEKLY;COUNT=10;BYDAY=" + "MO TU WE TH FR".split()[start.weekday() % 5]
         )
@@ -90,13 +90,13 @@ def vevent(rng: random.Random, i: int) -> str:
     return "\r\n".join(lines) + "\r\n"
 
 
-def calendars(n: int, seed: int = 1) -> list[list[str]]:
+def calendars(n: int, seed: int = 1, recurring: float = 0.03) -> list[list[str]]:
     rng = random.Random(seed)
     out: list[list[str]] = []
     i = 0
     while i < n:
         size = min(rng.randrange(10, 21), n - i)
-        out.append([vevent(rng, i + k) for k in range(size)])
+        out.append([vevent(rng, i + k, recurring) for k in range(size)])
         i += size
     return out
 
@@ -132,9 +132,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--recurring", type=float, default=0.03, help="share of weekly series")
     parser.add_argument("--profile", action="store_true", help="cProfile one objects run")
     args = parser.parse_args()
-    cals = calendars(args.events)
+    cals = calendars(args.events, recurring=args.recurring)
     if args.profile:
         import cProfile
         import pstats
@@ -147,7 +148,10 @@ def main() -> None:
         )
         pstats.Stats("/tmp/parse_check.prof").sort_stats("tottime").print_stats(25)
         return
-    print(f"{args.events} visit events in {len(cals)} calendars, median of {args.runs} runs")
+    print(
+        f"{args.events} visit events ({args.recurring:.0%} weekly series) in {len(cals)} "
+        f"calendars, median of {args.runs} runs"
+    )
     for layout in ("objects", "file"):
         for with_check in (False, True):
             rate, occ, found = median_rate(

@@ -25,6 +25,7 @@ import x_wr_timezone
 from dateutil.rrule import rrule, rrulestr
 from icalendar.prop import vBroken, vRecur
 from recurring_ical_events import EventAdapter, Series
+from recurring_ical_events import Occurrence as RieOccurrence
 from recurring_ical_events.util import time_span_contains_event
 
 from .errors import InputError
@@ -91,7 +92,8 @@ def parse_ical(
     head = text.lstrip()[:15].upper()
     if not head.startswith("BEGIN:VCALENDAR"):
         raise InputError("not an iCalendar file: it does not start with BEGIN:VCALENDAR")
-    n_components = len(_BEGIN.findall(text))
+    # Every component costs at least "BEGIN:X\nEND:X\n"; short texts cannot exceed the limit.
+    n_components = len(_BEGIN.findall(text)) if len(text) > 12 * limits.max_components else 0
     if n_components > limits.max_components:
         raise InputError(
             f"too many entries: {n_components} components, the limit is {limits.max_components}"
@@ -360,15 +362,19 @@ class _Expander:
         cap = self.limits.max_occurrences_per_series
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            series = Series([EventAdapter(c) for c in comps])
+            series = _Series([_Adapter(c) for c in comps])
             found = list(itertools.islice(series.between(self.start, self.end), cap + 1))
         if len(found) > cap:
             found = found[:cap]
             truncated = True
         for occ in found:
-            comp = occ.as_component(False)
+            # The component the occurrence comes from (master or override), without the
+            # per-occurrence copy as_component() makes.
+            comp = occ.source.component
             rid = comp.get("RECURRENCE-ID")
-            self._emit(self._occurrence(uid, comp, occ.start, occ.end, rid.dt if rid else None))
+            self._emit(
+                self._occurrence(uid, comp, occ.start, occ.end, rid.dt if rid else occ.start)
+            )
         if truncated:
             raise _Skip(
                 f"repeats more than {cap} times in the checked period; only the first {cap} "
@@ -571,6 +577,26 @@ def _too_many(limits: Limits) -> Problem:
         f"more than {limits.max_occurrences} entries in the checked period; "
         "the rest were not checked",
     )
+
+
+class _Adapter(EventAdapter):  # type: ignore[misc]
+    """recurring-ical-events' VEVENT adapter, keeping a public handle on its component."""
+
+    def __init__(self, component: Any) -> None:
+        super().__init__(component)
+        self.component = component
+
+
+class _Occurrence(RieOccurrence):  # type: ignore[misc]
+    def __init__(self, adapter: _Adapter, start: Any = None, end: Any = None, sequence: int = -1):
+        super().__init__(adapter, start, end, sequence)
+        self.source = adapter
+
+
+class _Series(Series):  # type: ignore[misc]
+    # recurring-ical-events' documented hook for the occurrence class.
+    def occurrence(self, adapter: Any, start: Any = None, end: Any = None) -> _Occurrence:
+        return _Occurrence(adapter, start, end, sequence=self.sequence)
 
 
 class _Stop(_Skip):

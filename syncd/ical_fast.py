@@ -17,7 +17,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from icalendar.parser import split_on_unescaped_comma, unescape_backslash
-from icalendar.parser.content_line import NEWLINE, UFOLD
+from icalendar.parser.content_line import UFOLD
 from icalendar.prop import vDuration
 
 from .timezones import resolve_tzid
@@ -63,7 +63,8 @@ def scan(text: str) -> Scan | None:
     """Split ``text`` into plain entries and the rest; None if the whole needs icalendar."""
     if "\n " in text or "\n\t" in text:
         text = UFOLD.sub("", text)
-    lines = [line for line in NEWLINE.split(text) if line]
+    # Same split as icalendar's NEWLINE (\r?\n), with str methods: this runs per object.
+    lines = [line for line in text.replace("\r\n", "\n").split("\n") if line]
     if not lines or lines[0].strip().upper() != "BEGIN:VCALENDAR":
         return None
     if lines[-1].strip().upper() != "END:VCALENDAR":

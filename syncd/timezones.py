@@ -70,6 +70,7 @@ def _zone(key: str) -> ZoneInfo | None:
         return None
 
 
+@lru_cache(maxsize=1024)
 def zone_from_windows(name: str) -> ZoneInfo | None:
     """The IANA zone for a Windows zone id or registry display name, else ``None``.
 
@@ -87,6 +88,7 @@ def zone_from_windows(name: str) -> ZoneInfo | None:
     return _zone(olson) if olson else None
 
 
+@lru_cache(maxsize=1024)
 def resolve_tzid(name: str) -> ZoneInfo | None:
     """An IANA name, a Windows id or display name, or a ``/vendor/Area/City`` TZID."""
     clean = _clean(name)
