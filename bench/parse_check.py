@@ -84,7 +84,8 @@ def vevent(rng: random.Random, i: int, recurring: float = 0.03) -> str:
         lines.append("CATEGORIES:Home Visit")
     if rng.random() < recurring:
         lines.append(
-            "RRULE:FREQ=WEEKLY;COUNT=10;BYDAY=" + "MO TU WE TH FR".split()[start.weekday() % 5]
+            "RRULE:FREQ=WEEKLY;COUNT=10;BYDAY="
+            + ["MO", "TU", "WE", "TH", "FR"][start.weekday() % 5]
         )
     lines.append("END:VEVENT")
     return "\r\n".join(lines) + "\r\n"

@@ -13,7 +13,7 @@ import hashlib
 import itertools
 import re
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from functools import lru_cache
@@ -68,7 +68,6 @@ class ParseResult:
 
 _DT_PROPS = ("DTSTART", "DTEND", "RECURRENCE-ID", "EXDATE", "RDATE")
 _RULE_PROPS = ("RRULE", "RDATE", "EXDATE")
-_TEXT_PROPS = ("SUMMARY", "LOCATION", "DESCRIPTION")
 _BEGIN = re.compile(r"^[ \t]*BEGIN[ \t]*:", re.IGNORECASE | re.MULTILINE)
 # Rules are guarded up to the window end plus this much, so a THISANDFUTURE move or a
 # long entry that started just after still lands; beyond it nothing can overlap.
@@ -740,12 +739,6 @@ def _sort_key(value: date | datetime, tz: ZoneInfo) -> datetime:
     if isinstance(value, datetime):
         return value
     return datetime(value.year, value.month, value.day, tzinfo=tz)
-
-
-def iter_occurrences(results: Iterable[ParseResult]) -> Iterator[Occurrence]:
-    """All occurrences of several parse results (one per CalDAV object)."""
-    for result in results:
-        yield from result.occurrences
 
 
 __all__ = ["DEFAULT_LIMITS", "Limits", "ParseResult", "Problem", "decode", "parse_ical"]

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from syncd.errors import InputError
-from syncd.ical import Limits, parse_ical
+from syncd.ical import DEFAULT_LIMITS, Limits, parse_ical
 from syncd.sources.base import Window
 from syncd.timezones import resolve_tzid, zone_from_windows
 
@@ -325,7 +325,7 @@ FAST_CASES = [
 ]
 
 
-def _differential(text: str, window: Window = OCT, limits: Limits = Limits()) -> None:
+def _differential(text: str, window: Window = OCT, limits: Limits = DEFAULT_LIMITS) -> None:
     from syncd.ical import ParseResult, _parse_full
 
     fast = parse_ical(text, window=window, tz=LONDON, limits=limits)
