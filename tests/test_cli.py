@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -109,6 +111,18 @@ def test_check_config_reports_each_secret_without_its_value(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "tests" / "data" / "interop").rglob("*") if p.suffix in (".ics", ".txt") and p.name != "SOURCES.md"))
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    # main() points the root logger at the stderr of the moment, which capsys closes after the
+    # test; later log calls (server threads) would then write to a closed file.
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("restore_logging")
 def test_check_never_tracebacks_on_real_world_files(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     path = next((ROOT / "tests" / "data" / "interop").rglob(name))
     # In-process (the same main() the console script calls) to keep 36 files fast.
