@@ -111,6 +111,65 @@ def worker_ours(url: str, calendars: int, threads: int) -> Callable[[], dict[str
     return cycle
 
 
+def worker_daemon(url: str, calendars: int, threads: int) -> Callable[[], dict[str, Any]]:
+    """The whole daemon cycle: sync, SQLite store, parse + check, outbox (no mail server)."""
+    import os
+    import tempfile
+
+    from syncd.config import parse_config
+    from syncd.engine import Engine
+    from syncd.notify.memory import MemoryNotifier
+    from syncd.store import open_store
+
+    os.environ["SYNCD_BENCH_PW"] = PASSWORD
+    tmp = tempfile.mkdtemp(prefix="syncd-bench-")
+    cfg = parse_config(
+        {
+            "database": f"sqlite:///{tmp}/state.db",
+            "concurrency": threads,
+            "notify": {"morning_report": None},
+            "sources": [
+                {
+                    "name": "dav",
+                    "kind": "caldav",
+                    "url": url,
+                    "username": USER,
+                    "password": {"env": "SYNCD_BENCH_PW"},
+                }
+            ],
+            "teams": [
+                {
+                    "name": "Bench",
+                    "monitors": ["duty@council.example"],
+                    "staff": [
+                        {
+                            "id": f"s{c}",
+                            "name": f"Worker {c}",
+                            "calendar": {"source": "dav", "locator": locator(c)},
+                        }
+                        for c in range(calendars)
+                    ],
+                }
+            ],
+        }
+    )
+    engine = Engine(cfg, open_store(cfg.database), MemoryNotifier())
+    now = [WINDOW_START + timedelta(hours=7)]
+
+    def cycle() -> dict[str, Any]:
+        now[0] += timedelta(minutes=1)
+        t = time.perf_counter()
+        rep = engine.cycle(now[0])
+        return {
+            "seconds": time.perf_counter() - t,
+            "requests": rep.requests,
+            "upserts": rep.changed,
+            "visits": rep.visits,
+        }
+
+    return cycle
+
+
 def worker_bare(url: str, calendars: int, threads: int) -> Callable[[], dict[str, Any]]:
     from caldav.collection import Calendar
     from caldav.davclient import DAVClient
@@ -169,7 +228,8 @@ def worker_bare(url: str, calendars: int, threads: int) -> Callable[[], dict[str
 
 
 def worker_main(kind: str, url: str, calendars: int, threads: int) -> None:
-    cycle = (worker_ours if kind == "ours" else worker_bare)(url, calendars, threads)
+    make = {"ours": worker_ours, "daemon": worker_daemon, "bare": worker_bare}[kind]
+    cycle = make(url, calendars, threads)
     for line in sys.stdin:
         cmd = line.strip()
         if cmd == "cycle":
@@ -248,6 +308,7 @@ def run_clients(url: str, args: argparse.Namespace, changer: Changer) -> dict[st
     warm.close()
     specs = {
         "ours_4_threads": ("ours", 4),
+        "daemon_cycle_4_threads": ("daemon", 4),
         "bare_caldav_1_thread": ("bare", 1),
         "bare_caldav_4_threads": ("bare", 4),
     }
@@ -353,7 +414,7 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=3, help="no-change and 1%% cycles per client")
     p.add_argument("--no-vdirsyncer", action="store_true")
     p.add_argument("--json", type=Path, help="also write the results here")
-    p.add_argument("--worker", choices=["ours", "bare"], help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=["ours", "daemon", "bare"], help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=4, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -388,7 +449,14 @@ def main() -> None:
 def report(r: dict[str, Any]) -> None:
     n = r["calendars"]
     rows = [
-        k for k in ("ours_4_threads", "bare_caldav_1_thread", "bare_caldav_4_threads") if k in r
+        k
+        for k in (
+            "ours_4_threads",
+            "daemon_cycle_4_threads",
+            "bare_caldav_1_thread",
+            "bare_caldav_4_threads",
+        )
+        if k in r
     ]
     print(f"\n{n} calendars x {r['events']} events, medians of {r['runs']} runs\n")
     print(
@@ -423,6 +491,14 @@ def report(r: dict[str, Any]) -> None:
         f"         peak RSS {ours['maxrss_mb']:.1f} MB <= 150: "
         f"{'OK' if ours['maxrss_mb'] <= 150 else 'FAIL'}"
     )
+    d = r.get("daemon_cycle_4_threads")
+    if d:
+        dr = d["nochange"]["seconds"] / bare4["nochange"]["seconds"]
+        print(
+            f"  daemon: no-change cycle requests {d['nochange']['requests']}, "
+            f"time daemon/bare(4 threads) = {dr:.2f} <= 1.2: {'OK' if dr <= 1.2 else 'FAIL'}; "
+            f"peak RSS {d['maxrss_mb']:.1f} MB <= 150: {'OK' if d['maxrss_mb'] <= 150 else 'FAIL'}"
+        )
 
 
 if __name__ == "__main__":

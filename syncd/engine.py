@@ -24,7 +24,7 @@ from .model import Finding, Occurrence
 from .notify.base import Message, Notifier
 from .notify.render import render_digest, render_morning, render_nudge
 from .sources import Source, load
-from .sources.base import ChangeSet, Window
+from .sources.base import ChangeSet, SyncRequest, Window
 from .store import CalendarState, OutboxRow, Store
 from .store.db import locator_hash, utc_start
 from .tracking import diff_findings, local_day, window_between, window_for
@@ -105,11 +105,13 @@ class Engine:
             self.notifier.close()
 
     # --- the cycle -------------------------------------------------------------------
-    def cycle(self, now: datetime) -> CycleReport:
+    def cycle(self, now: datetime, only: set[str] | None = None) -> CycleReport:
+        """One cycle; ``only`` limits the sync to those calendars (a change notification
+        asked for them), while evaluation, reports and delivery run as always."""
         started = _time.monotonic()
         report = CycleReport()
         window = window_for(now, self.tz, self.config.lookahead_days)
-        self.sync_all(now, window, report)
+        self.sync_all(now, window, report, only)
         self.evaluate_all(now, window, report)
         self.enqueue_reports(now)
         self.deliver(now, report)
@@ -130,11 +132,18 @@ class Engine:
         return report
 
     # --- step 1: sync ----------------------------------------------------------------
-    def sync_all(self, now: datetime, window: Window, report: CycleReport) -> None:
+    def sync_all(
+        self, now: datetime, window: Window, report: CycleReport, only: set[str] | None = None
+    ) -> None:
         states = self._register()
         known_all = self.store.all_known()
-        jobs: list[tuple[str, Source, str, str | None, dict[str, str]]] = []
+        # Calendars grouped per source into batches of the source's batch_size (Graph serves
+        # 20 mailboxes per $batch; the others one per call), each batch one pool job.
+        batches: list[tuple[Source, list[tuple[str, SyncRequest]]]] = []
+        open_batch: dict[str, list[tuple[str, SyncRequest]]] = {}
         for key, (_team, staff) in self.staff.items():
+            if only is not None and key not in only:
+                continue
             report.calendars += 1
             if (nb := self._not_before.get(key)) is not None and now < nb:
                 continue  # the server asked us to back off
@@ -143,27 +152,48 @@ class Engine:
             except ConfigError as exc:
                 self._failed(key, SourceError(str(exc), permanent=True), now, report)
                 continue
-            jobs.append(
-                (key, src, staff.calendar.locator, states[key].sync_state, known_all.get(key, {}))
+            req = SyncRequest(
+                staff.calendar.locator, states[key].sync_state, known_all.get(key, {}), window
             )
+            batch = open_batch.get(src.name)
+            if (
+                batch is None
+                or len(batch) >= src.batch_size
+                or any(r.locator == req.locator for _k, r in batch)
+            ):
+                batch = open_batch[src.name] = []
+                batches.append((src, batch))
+            batch.append((key, req))
 
-        def run(job: tuple[str, Source, str, str | None, dict[str, str]]) -> _Sync:
-            key, src, locator, sync_state, known = job
+        def run(job: tuple[Source, list[tuple[str, SyncRequest]]]) -> list[_Sync]:
+            src, batch = job
             try:
-                return _Sync(key, src.sync(locator, sync_state, known, window), None)
+                if len(batch) == 1:
+                    key, r = batch[0]
+                    return [_Sync(key, src.sync(r.locator, r.state, r.known, r.window), None)]
+                results = src.sync_many([r for _k, r in batch])
             except SourceError as exc:
-                return _Sync(key, None, exc)
+                return [_Sync(key, None, exc) for key, _r in batch]
             except Exception as exc:  # a library error we did not translate: still a blind spot
-                log.error("source %s raised %s for calendar %s", src.name, type(exc).__name__, key)
+                log.error("source %s raised %s", src.name, type(exc).__name__)
                 log.debug("traceback", exc_info=True)
-                return _Sync(key, None, SourceError(f"unexpected {type(exc).__name__}"))
+                err = SourceError(f"unexpected {type(exc).__name__}")
+                return [_Sync(key, None, err) for key, _r in batch]
+            out: list[_Sync] = []
+            for key, r in batch:
+                res = results.get(r.locator) or SourceError(f"{src.name}: no answer for a calendar")
+                if isinstance(res, SourceError):
+                    out.append(_Sync(key, None, res))
+                else:
+                    out.append(_Sync(key, res, None))
+            return out
 
         # Sources do network I/O in threads; the store is written from this thread only.
         quiet: list[tuple[str, str | None]] = []
         with ThreadPoolExecutor(
             max_workers=self.config.concurrency, thread_name_prefix="sync"
         ) as pool:
-            for result in pool.map(run, jobs):
+            for result in (r for rs in pool.map(run, batches) for r in rs):
                 state = states[result.key]
                 changes = result.changes
                 if result.error is not None:

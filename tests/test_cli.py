@@ -110,7 +110,6 @@ def test_check_config_reports_each_secret_without_its_value(tmp_path: Path) -> N
     assert bad.returncode == 2 and "SYNCD_TEST_SMTP_PW" in bad.stderr and "Traceback" not in bad.stderr
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "tests" / "data" / "interop").rglob("*") if p.suffix in (".ics", ".txt") and p.name != "SOURCES.md"))
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
     # main() points the root logger at the stderr of the moment, which capsys closes after the
@@ -123,6 +122,7 @@ def restore_logging() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "tests" / "data" / "interop").rglob("*") if p.suffix in (".ics", ".txt") and p.name != "SOURCES.md"))
 def test_check_never_tracebacks_on_real_world_files(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     path = next((ROOT / "tests" / "data" / "interop").rglob(name))
     # In-process (the same main() the console script calls) to keep 36 files fast.

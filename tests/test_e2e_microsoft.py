@@ -103,3 +103,37 @@ def test_microsoft_calendars_through_the_daemon(harness: Any, sink: Sink, tmp_pa
         assert "readable again" in msgs[0]["Subject"]
     finally:
         engine.close()
+
+
+def test_graph_mailboxes_are_synced_in_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from syncd.notify.memory import MemoryNotifier
+    from syncd.sources.graph import GraphSource
+    from tests.harness.graph import GraphHarness
+
+    h = GraphHarness(tmp_path)
+    monkeypatch.setenv("SYNCD_GRAPH_SECRET", h.secret)
+    try:
+        boxes = [h.make_calendar(f"w{i}") for i in range(25)]
+        for i, box in enumerate(boxes):
+            h.put(box, visit(f"v{i}", "HV", "DE1 3AB"))
+        cfg = parse_config({
+            "database": f"sqlite:///{tmp_path / 'state.db'}",
+            "notify": {"morning_report": None},
+            "sources": [{"name": "m", "kind": "graph", **h.options().model_dump(mode="json", exclude_none=True)}],
+            "teams": [{"name": "North", "monitors": ["duty@council.example"], "staff": [
+                {"id": f"s{i}", "name": f"W{i}", "calendar": {"source": "m", "locator": box}}
+                for i, box in enumerate(boxes)
+            ]}],
+        })
+        engine = Engine(cfg, open_store(cfg.database), MemoryNotifier())
+        report = engine.cycle(T0)
+        src = engine.source("m")
+        assert isinstance(src, GraphSource)
+        assert report.failed == 0 and report.visits == 25 and report.new_findings == 25
+        assert src.http_requests == 2  # 25 mailboxes: one $batch of 20, one of 5
+        before = src.http_requests
+        engine.cycle(T0 + timedelta(minutes=1))
+        assert src.http_requests - before == 2
+        engine.close()
+    finally:
+        h.close()

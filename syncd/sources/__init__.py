@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 from ..errors import ConfigError
-from .base import ChangeSet, Source, SourceOptions, Window
+from .base import ChangeSet, Source, SourceOptions, SyncRequest, Window
 
 # kind -> "module:Class"; modules are imported only when a config uses them, so an ICS-only
 # deployment never imports exchangelib.
@@ -32,4 +32,4 @@ def load(kind: str) -> type[Source]:
     return cls
 
 
-__all__ = ["BACKENDS", "ChangeSet", "Source", "SourceOptions", "Window", "load"]
+__all__ = ["BACKENDS", "ChangeSet", "Source", "SourceOptions", "SyncRequest", "Window", "load"]

@@ -23,13 +23,14 @@ Contract, shared by every backend and proven by ``tests/test_source_contract.py`
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from ..errors import SourceError
 from ..model import RawItem
 
 
@@ -57,11 +58,23 @@ class ChangeSet:
     """How many requests to the server this sync cost (for metrics and the bench)."""
 
 
+@dataclass(frozen=True, slots=True)
+class SyncRequest:
+    """One calendar's arguments to :meth:`Source.sync`, for :meth:`Source.sync_many`."""
+
+    locator: str
+    state: str | None
+    known: Mapping[str, str]
+    window: Window
+
+
 class Source(ABC):
     """Base class of every calendar backend. Subclasses set ``kind`` and ``Options``."""
 
     kind: ClassVar[str]
     Options: ClassVar[type[SourceOptions]] = SourceOptions
+    batch_size: ClassVar[int] = 1
+    """How many calendars one :meth:`sync_many` call serves at once (Graph's ``$batch``: 20)."""
 
     def __init__(self, name: str, options: SourceOptions, secret: Callable[[str], str]):
         """``secret(field)`` reads the secret named by that options field, on demand."""
@@ -78,6 +91,19 @@ class Source(ABC):
         window: Window,
     ) -> ChangeSet:
         """Bring the caller up to date with one calendar. See the module docstring."""
+
+    def sync_many(self, requests: Sequence[SyncRequest]) -> dict[str, ChangeSet | SourceError]:
+        """Sync several calendars; each locator gets its ChangeSet or its own error.
+
+        Backends that can batch (Graph) override this; the default syncs one by one.
+        """
+        out: dict[str, ChangeSet | SourceError] = {}
+        for r in requests:
+            try:
+                out[r.locator] = self.sync(r.locator, r.state, r.known, r.window)
+            except SourceError as exc:
+                out[r.locator] = exc
+        return out
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. Safe to call more than once."""

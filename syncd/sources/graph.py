@@ -43,7 +43,7 @@ from pydantic import Field, model_validator
 from ..errors import AuthError, ConfigError, SourceError, SyncStateExpired
 from ..model import RawItem
 from ..secrets import SecretRef
-from .base import ChangeSet, Source, SourceOptions, Window
+from .base import ChangeSet, Source, SourceOptions, SyncRequest, Window
 from .graph_map import etag_of, to_occurrence
 from .graph_notify import Subscription
 
@@ -101,16 +101,6 @@ class GraphOptions(SourceOptions):
 
 
 @dataclass(frozen=True, slots=True)
-class SyncRequest:
-    """One calendar's arguments to :meth:`Source.sync`, for :meth:`GraphSource.sync_many`."""
-
-    locator: str
-    state: str | None
-    known: Mapping[str, str]
-    window: Window
-
-
-@dataclass(frozen=True, slots=True)
 class _Reply:
     status: int
     headers: Mapping[str, str]  # lower-case names
@@ -121,6 +111,7 @@ class _Reply:
 class GraphSource(Source):
     kind = "graph"
     Options = GraphOptions
+    batch_size = MAX_BATCH
 
     def __init__(
         self,
