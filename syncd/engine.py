@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import rules
+from . import metrics, rules
 from .config import Config, Staff, Team
 from .errors import AuthError, ConfigError, NotifyError, SourceError
 from .ical import Problem, parse_ical
@@ -115,6 +115,8 @@ class Engine:
         self.evaluate_all(now, window, report)
         self.enqueue_reports(now)
         self.deliver(now, report)
+        if self.config.metrics_file is not None:
+            self.write_metrics(now, window, report, _time.monotonic() - started)
         log.info(
             "cycle done: %d calendars, %d changed, %d unreadable, %d evaluated, %d visits, "
             "%d new findings, %d resolved, %d requests, %d messages sent, %.2fs",
@@ -486,6 +488,37 @@ class Engine:
                     continue
                 self.store.mark_sent(ids, now)
                 report.sent += 1
+
+    # --- metrics ---------------------------------------------------------------------
+    def write_metrics(
+        self, now: datetime, window: Window, report: CycleReport, seconds: float
+    ) -> None:
+        assert self.config.metrics_file is not None
+        states = self.store.calendars()
+        try:
+            metrics.write(
+                self.config.metrics_file,
+                [
+                    ("syncd_calendars", len(self.staff)),
+                    ("syncd_calendars_unreadable", report.failed),
+                    (
+                        "syncd_calendars_blind",
+                        sum(1 for s in states if s.key in self.staff and s.blind_since),
+                    ),
+                    (
+                        "syncd_findings_open",
+                        len(self.store.all_open_findings(window.start, window.end)),
+                    ),
+                    ("syncd_visits_checked", report.visits),
+                    ("syncd_outbox_pending", self.store.pending_count()),
+                    ("syncd_cycle_requests", report.requests),
+                    ("syncd_cycle_seconds", seconds),
+                    ("syncd_send_failures", report.send_failures),
+                    ("syncd_last_cycle_timestamp_seconds", metrics.timestamp(now)),
+                ],
+            )
+        except OSError as exc:
+            log.error("cannot write metrics file: %s", exc.strerror)
 
     # --- helpers ---------------------------------------------------------------------
     def _local(self, moment: datetime) -> str:
