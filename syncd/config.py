@@ -158,6 +158,11 @@ class Config(_Strict):
         description="How long a calendar that suddenly returns nothing keeps its "
         "previous entries before the emptiness is accepted.",
     )
+    metrics_file: Path | None = Field(
+        None,
+        description="Write Prometheus metrics here after each cycle (for node_exporter's "
+        "textfile collector), e.g. /var/lib/prometheus/node-exporter/syncd.prom.",
+    )
     office_hours: OfficeHours = Field(default_factory=OfficeHours)
     smtp: Smtp | None = None
     notify: Notify = Field(default_factory=Notify)
