@@ -283,6 +283,16 @@ class Engine:
                     self._who(staff) | {"grace_minutes": self.config.empty_grace_minutes},
                 )
             )
+        elif state.empty_since is not None:
+            log.warning("calendar %s has entries again", key)
+            events.append(
+                (
+                    "refilled",
+                    team.name,
+                    None,
+                    self._who(staff) | {"since": self._local(state.empty_since)},
+                )
+            )
         if changes.upserts or changes.deletes:
             report.changed += 1
         self.store.apply_changes(key, changes, now)

@@ -302,3 +302,20 @@ def test_a_finding_fixed_then_broken_again_is_reported_again_once(tmp_path: Path
     assert [f.rule for f in w.engine.store.open_findings("s1").values()] == ["missing-postcode"]
     w.cycle()
     assert sink.take() == []
+
+
+def test_a_calendar_that_comes_back_within_the_grace_is_announced(tmp_path: Path, sink: Sink) -> None:
+    w = World(tmp_path, sink, empty_grace_minutes=60)
+    w.put("amira", visit("a1", "HV", 1, 10))
+    w.cycle()
+    saved = dict(w.server.calendars["amira"])
+    w.server.calendars["amira"] = {}
+    w.server.expire_tokens()
+    w.cycle()
+    sink.take()
+    w.server.calendars["amira"] = saved
+    w.server.expire_tokens()
+    w.cycle()
+    msgs = sink.take()
+    assert len(msgs) == 1 and "entries back" in Sink.text(msgs[0])
+    assert len(w.engine.store.open_findings("s1")) == 1  # the held finding never closed

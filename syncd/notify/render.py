@@ -75,7 +75,7 @@ def render_digest(team: str, rows: Sequence[OutboxRow], *, to: Sequence[str]) ->
         "findings": _group_findings(kinds["finding"]),
         "fixed": _group_findings([{**p, "message": ""} for p in kinds["fixed"]]),
         "blind": kinds["blind"],
-        "recovered": kinds["recovered"],
+        "recovered": kinds["recovered"] + [{**p, "refilled": True} for p in kinds["refilled"]],
         "emptied": kinds["emptied"],
         "accepted": kinds["empty-accepted"],
     }
