@@ -7,6 +7,7 @@ point is repaired by the next cycle and nothing is sent twice.
 
 from __future__ import annotations
 
+import json
 import logging
 import time as _time
 from collections import defaultdict
@@ -400,6 +401,12 @@ class Engine:
                     continue
                 occs.extend(parsed.occurrences)
                 problems.extend(parsed.problems)
+            elif item.kind == "problem":  # the source listed the entry but could not read it
+                try:
+                    d = json.loads(item.data)
+                    problems.append(Problem(str(d["uid"]), str(d["summary"]), str(d["message"])))
+                except (ValueError, KeyError, TypeError):
+                    problems.append(Problem(item.href, "", "entry could not be read"))
             else:
                 occ = Occurrence.from_json(item.data)
                 occs.append(occ)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal
 
-ItemKind = Literal["ical", "occurrence"]
+ItemKind = Literal["ical", "occurrence", "problem"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,12 +22,26 @@ class RawItem:
     ICS file), expanded later over the checking window.
     ``kind == "occurrence"``: ``data`` is :meth:`Occurrence.to_json` of one already
     expanded occurrence (Exchange CalendarView and Graph calendarView deliver instances).
+    ``kind == "problem"``: an entry the source listed but could not read (a bad time, an
+    unknown zone, an item Exchange reports as corrupt); ``data`` is :func:`problem_data`
+    JSON ``{"uid", "summary", "message"}``. It is shown to the monitor as rule
+    ``unreadable-entry`` instead of failing the whole calendar. Its href is the entry's own,
+    so a later fix replaces it.
     """
 
     href: str
     etag: str
     kind: ItemKind
     data: str
+
+
+def problem_data(uid: str, summary: str, message: str) -> str:
+    """The ``data`` of a ``kind == "problem"`` item; ``message`` must hold no personal data."""
+    return json.dumps(
+        {"uid": uid, "summary": summary[:200], "message": message},
+        ensure_ascii=False,
+        sort_keys=True,
+    )
 
 
 @dataclass(frozen=True, slots=True)

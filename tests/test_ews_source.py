@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -395,7 +396,6 @@ def test_unknown_mailbox_is_a_permanent_source_error(ews: EwsHarness) -> None:
         ("malformed", "GetItem"),
         ("html", "SyncFolderItems"),
         ("unexpected", "FindItem"),
-        ("garbage-item", "GetItem"),
     ],
 )
 def test_malformed_responses_become_source_errors(
@@ -411,6 +411,51 @@ def test_malformed_responses_become_source_errors(
     assert err.__cause__ is None and err.__suppress_context__
     for personal in (loc, "jsmith", "Acacia"):
         assert personal not in str(err)
+
+
+# --- one unreadable entry -------------------------------------------------------------------
+
+
+def test_a_corrupt_item_becomes_one_problem_entry_and_the_rest_still_sync(
+    ews: EwsHarness,
+) -> None:
+    loc = ews.make_calendar("jsmith")
+    ews.put(loc, visit("good", at(D1, 9), location="Derby DE1 1AA"))
+    ews.put(loc, visit("bad", at(D1, 11), summary="HV Smith family", location="Derby DE1 1AA"))
+    ews.put(loc, visit("weekly", at(D1, 14), rrule="FREQ=WEEKLY;COUNT=2"))
+    ews.fake.corrupt(loc, "bad")
+    local = Local(ews.source(), loc)
+    cs = local.sync()
+
+    problems = [i for i in local.items.values() if i.kind == "problem"]
+    assert len(problems) == 1 and len(local.items) == 4
+    bad = json.loads(problems[0].data)
+    assert bad["summary"] == "HV Smith family"  # from CalendarView, so the monitor knows which
+    assert "ErrorCorruptData" in bad["message"]
+    assert "Smith" not in bad["message"] and "DE1" not in bad["message"]
+    good = sorted(
+        Occurrence.from_json(i.data).uid for i in local.items.values() if i.kind == "occurrence"
+    )
+    assert good == ["good", "weekly", "weekly"]
+    assert local.sync().upserts == []  # a stable etag: not re-sent every cycle
+
+    ews.fake.corrupt(loc, "bad", False)
+    ews.put(loc, visit("bad", at(D1, 11), summary="HV Smith family", location="Derby DE1 1AA"))
+    cs = local.sync()
+    # The same ItemId: the readable entry replaces the problem one in place.
+    assert cs.deletes == [] and [u.href for u in cs.upserts] == [problems[0].href]
+    assert all(i.kind == "occurrence" for i in local.items.values())
+    assert "bad" in {Occurrence.from_json(i.data).uid for i in local.items.values()}
+
+
+def test_an_item_with_an_unparseable_start_becomes_a_problem_entry(ews: EwsHarness) -> None:
+    loc = ews.make_calendar("jsmith")
+    ews.put(loc, visit("a", at(D1, 10), location="12 Acacia Avenue, Derby DE1 1AA"))
+    ews.fake.fail_next("garbage-item", operation="GetItem")
+    cs = ews.source().sync(loc, None, {}, WINDOW)
+    assert [i.kind for i in cs.upserts] == ["problem"]
+    message = json.loads(cs.upserts[0].data)["message"]
+    assert "start" in message and "Acacia" not in message
 
 
 def test_no_personal_data_in_logs_at_info_or_above(

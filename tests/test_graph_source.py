@@ -483,16 +483,48 @@ def test_malformed_responses_are_source_errors(h: GraphHarness, reply: Reply) ->
     assert not isinstance(info.value, AuthError)
 
 
-def test_malformed_event_fields_are_source_errors(h: GraphHarness) -> None:
+def test_one_unreadable_event_is_a_problem_item_and_the_rest_still_sync(h: GraphHarness) -> None:
+    good = {
+        "id": "good",
+        "changeKey": "k1",
+        "subject": "HV Jones",
+        "start": {"dateTime": "2026-09-02T09:00:00.0000000", "timeZone": "UTC"},
+        "end": {"dateTime": "2026-09-02T10:00:00.0000000", "timeZone": "UTC"},
+    }
     bad = {
-        "id": "x",
-        "subject": "HV",
+        "id": "bad",
+        "changeKey": "b1",
+        "subject": "HV Smith family",
         "start": {"dateTime": "not a time", "timeZone": "UTC"},
         "end": None,
     }
-    h.server.inject(Reply(200, {"value": [bad], "@odata.deltaLink": f"{h.server.graph_url}/d"}))
-    with pytest.raises(SourceError, match="unreadable start"):
-        h.graph_source().sync(ADDRESS, None, {}, WINDOW)
+    zone = {
+        **good,
+        "id": "zone",
+        "changeKey": "z1",
+        "start": {"dateTime": "2026-09-03T09:00:00", "timeZone": "tzone://Microsoft/Custom"},
+    }
+    link = f"{h.server.graph_url}/users/{ADDRESS}/calendarView/delta?$deltatoken=t1"
+    h.server.inject(Reply(200, {"value": [good, bad, zone], "@odata.deltaLink": link}))
+    src = h.graph_source()
+    cs = src.sync(ADDRESS, None, {}, WINDOW)
+    kinds = {i.href: i.kind for i in cs.upserts}
+    assert kinds == {"good": "occurrence", "bad": "problem", "zone": "problem"}
+    problems = {i.href: json.loads(i.data) for i in cs.upserts if i.kind == "problem"}
+    assert problems["bad"] == {
+        "uid": "bad",
+        "summary": "HV Smith family",
+        "message": "Graph event has an unreadable start",
+    }
+    assert problems["zone"]["message"] == "Graph event has an unknown time zone"
+    assert all("tzone" not in p["message"] for p in problems.values())
+
+    # Corrected in Outlook: the same id with a new change key replaces the problem item.
+    fixed = {**bad, "changeKey": "b2", "start": good["start"], "end": good["end"]}
+    h.server.inject(Reply(200, {"value": [fixed], "@odata.deltaLink": link}))
+    known = {i.href: i.etag for i in cs.upserts}
+    cs2 = src.sync(ADDRESS, cs.state, known, WINDOW)
+    assert [(i.href, i.kind) for i in cs2.upserts] == [("bad", "occurrence")]
 
 
 def test_server_errors_and_network_failures_are_transient(h: GraphHarness, tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 from pydantic import Field, model_validator
 
 from ..errors import AuthError, SourceError, SyncdError
-from ..model import Occurrence, RawItem
+from ..model import Occurrence, RawItem, problem_data
 from ..secrets import SecretRef
 from .base import ChangeSet, Source, SourceOptions, Window
 
@@ -84,6 +84,18 @@ _FIELDS = [
 
 _STATE_VERSION = 1
 _UTC = ZoneInfo("UTC")
+# Per-item GetItem errors about the item's own data: that entry becomes an unreadable-entry
+# finding. Every other per-item error (access, throttling) still fails the calendar.
+_ITEM_ERRORS = frozenset(
+    {
+        "ErrorCorruptData",
+        "ErrorItemCorrupt",
+        "ErrorItemPropertyRequestFailed",
+        "ErrorCalendarInvalidTimeZone",
+        "ErrorCalendarInvalidRecurrence",
+        "ErrorCalendarInvalidPropertyValue",
+    }
+)
 
 
 class EwsOptions(SourceOptions):
@@ -339,19 +351,39 @@ class EwsSource(Source):
         self, account: Any, folder: Any, window: Window, counter: list[int]
     ) -> dict[str, RawItem]:
         present: dict[str, RawItem] = {}
-        for item in self._view(account, folder, window, counter):
+        for row, item in self._view(account, folder, window, counter):
             if isinstance(item, Exception):
                 # Deleted between FindItem and GetItem: SyncFolderItems reports it next cycle.
-                # Anything else (a corrupt item) must not vanish silently: fail the calendar.
                 if type(item).__name__ == "ErrorItemNotFound":
                     continue
-                raise item
-            raw = _to_raw(item)
+                # A corrupt item is one entry the monitor must hear about, not a reason to
+                # stop tracking the rest of the calendar. Anything else fails the calendar.
+                if type(item).__name__ not in _ITEM_ERRORS:
+                    raise item
+                raw = _problem_raw(
+                    row,
+                    f"Exchange could not return this entry ({type(item).__name__}); "
+                    "open it in Outlook and save it again",
+                )
+            else:
+                try:
+                    raw = _to_raw(item)
+                except Exception as exc:
+                    log.debug("EWS item unreadable", exc_info=exc)
+                    raw = _problem_raw(
+                        row,
+                        str(exc)
+                        if isinstance(exc, _Unreadable)
+                        else f"entry could not be read ({type(exc).__name__})",
+                    )
             present[raw.href] = raw
         return present
 
-    def _view(self, account: Any, folder: Any, window: Window, counter: list[int]) -> Iterator[Any]:
-        """Every item in the window: CalendarView pages, each completed by one GetItem.
+    def _view(
+        self, account: Any, folder: Any, window: Window, counter: list[int]
+    ) -> Iterator[tuple[Any, Any]]:
+        """Every item in the window as (CalendarView row, GetItem result or its error):
+        CalendarView pages, each completed by one GetItem.
 
         CalendarView has no offset paging: a full page means "more after this", and the
         next page starts at the last start seen (entries overlapping it come again and
@@ -370,7 +402,7 @@ class EwsSource(Source):
                     start=EWSDateTime.from_datetime(start),
                     end=end,
                     max_items=page,
-                ).only("start")
+                ).only("start", "subject")
             )
             for r in rows:
                 if isinstance(r, Exception):
@@ -379,7 +411,12 @@ class EwsSource(Source):
             seen.update(r.id for r in fresh)
             if fresh:
                 counter[0] += math.ceil(len(fresh) / 100)  # GetItem chunk size
-                yield from account.fetch(ids=fresh, folder=folder, only_fields=_FIELDS)
+                # GetItem answers in request order, errors in place of the items they concern.
+                yield from zip(
+                    fresh,
+                    account.fetch(ids=fresh, folder=folder, only_fields=_FIELDS),
+                    strict=True,
+                )
             if len(rows) < page:
                 return
             last_start = max(_aware(r.start, _UTC) for r in rows)
@@ -452,7 +489,13 @@ def _plain_date(value: date) -> date:
     return date(value.year, value.month, value.day)
 
 
+class _Unreadable(ValueError):
+    """An item whose data cannot be mapped; the message names the field, never its value."""
+
+
 def _to_raw(item: Any) -> RawItem:
+    if item.start is None or (item.end is None and not item.is_all_day):
+        raise _Unreadable("the entry's start or finish could not be read")
     tz = _zone(item._start_timezone)
     start: datetime | date
     end: datetime | date | None
@@ -484,6 +527,16 @@ def _to_raw(item: Any) -> RawItem:
     # passing for unchanged.
     digest = hashlib.sha256(data.encode()).hexdigest()[:16]
     return RawItem(href=href, etag=f"{item.changekey}:{digest}", kind="occurrence", data=data)
+
+
+def _problem_raw(row: Any, message: str) -> RawItem:
+    """An entry Exchange listed but we could not read; its ItemId keeps it replaceable."""
+    subject = row.subject if isinstance(row.subject, str) else ""
+    data = problem_data(str(row.id), subject.strip(), message)
+    digest = hashlib.sha256(data.encode()).hexdigest()[:16]
+    return RawItem(
+        href=str(row.id), etag=f"problem:{row.changekey}:{digest}", kind="problem", data=data
+    )
 
 
 def _body_text(body: Any) -> str:

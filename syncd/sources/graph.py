@@ -41,7 +41,7 @@ import requests
 from pydantic import Field, model_validator
 
 from ..errors import AuthError, ConfigError, SourceError, SyncStateExpired
-from ..model import RawItem
+from ..model import ItemKind, RawItem, problem_data
 from ..secrets import SecretRef
 from .base import ChangeSet, Source, SourceOptions, SyncRequest, Window
 from .graph_map import etag_of, to_occurrence
@@ -605,8 +605,15 @@ class _Round:
             etag = etag_of(row) or _content_etag(row)
             if self.known.get(href) == etag:
                 continue  # replayed or unchanged
-            data = to_occurrence(row).to_json()
-            upserts.append(RawItem(href=href, etag=etag, kind="occurrence", data=data))
+            kind: ItemKind = "occurrence"
+            try:
+                data = to_occurrence(row).to_json()
+            except Exception as exc:
+                # One entry we cannot read must not blind the monitor to the rest of the
+                # calendar: it becomes an unreadable-entry finding under its own href, so the
+                # corrected entry replaces it.
+                kind, data = "problem", _problem(row, exc)
+            upserts.append(RawItem(href=href, etag=etag, kind=kind, data=data))
         if self.full:
             present = {h for h, row in self.items.items() if row is not None}
             deletes = [h for h in self.known if h not in present]
@@ -629,6 +636,19 @@ class _NotJSON:
 
 
 _NOT_JSON = _NotJSON()
+
+
+def _problem(row: Mapping[str, Any], exc: Exception) -> str:
+    series = row.get("seriesMasterId")
+    uid = series if isinstance(series, str) and series else str(row["id"])
+    subject = row.get("subject")
+    # graph_map's messages name the field, never its value; anything else only its type.
+    message = (
+        str(exc)
+        if isinstance(exc, SourceError)
+        else f"entry could not be read ({type(exc).__name__})"
+    )
+    return problem_data(uid, subject.strip() if isinstance(subject, str) else "", message)
 
 
 def _load_state(state: str | None, window: Window) -> str | None:

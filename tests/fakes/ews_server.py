@@ -109,6 +109,8 @@ class FakeEws:
         """(StartDate, EndDate, MaxEntriesReturned) of every CalendarView received."""
         self.impersonated: list[str] = []
         self._failures: list[_Failure] = []
+        self.corrupted: set[str] = set()
+        """ItemIds whose GetItem answers ErrorCorruptData (occurrences included)."""
         self._seq = itertools.count(1)
         self._ids = itertools.count(1)
         self._epoch = 0
@@ -181,6 +183,13 @@ class FakeEws:
             gone = mb.items.pop(item_id)
             mb.tombstones[item_id] = gone.created_seq
             mb.touched[item_id] = next(self._seq)
+
+    def corrupt(self, smtp: str, uid: str, corrupted: bool = True) -> None:
+        """The item (every occurrence of a series) becomes unreadable: GetItem answers its
+        ItemId with ErrorCorruptData, as Exchange does for an item with damaged properties."""
+        with self._lock:
+            item_id = self.mailboxes[smtp.lower()].by_uid[uid]
+            (self.corrupted.add if corrupted else self.corrupted.discard)(item_id)
 
     def expire_sync_states(self) -> None:
         """Every SyncState handed out so far becomes invalid (ErrorInvalidSyncStateData)."""
@@ -672,7 +681,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     )
                 )
                 continue
-            mb, _stored, inst = found
+            mb, stored, inst = found
+            if stored.item_id in self.fake.corrupted:
+                msgs.append(
+                    _error_message("GetItem", "ErrorCorruptData", "The item data is corrupt.")
+                )
+                continue
             denied = impersonated is not None and mb.smtp.lower() != impersonated.strip().lower()
             if denied or (impersonated is None and not mb.delegate):
                 msgs.append(_error_message("GetItem", "ErrorAccessDenied", "Access is denied."))
