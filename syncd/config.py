@@ -11,6 +11,7 @@ import tomllib
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -126,6 +127,71 @@ class Notify(_Strict):
     nudge_staff: bool = Field(False, description="Also email the worker whose entry is incomplete.")
 
 
+class Webhook(_Strict):
+    """``[webhook]``: Microsoft Graph change notifications, so a corrected entry is seen within
+    seconds instead of at the next poll. Polling carries on regardless."""
+
+    listen: str = Field(
+        "127.0.0.1:8089",
+        description="host:port syncd's notification endpoint listens on (plain HTTP): keep "
+        "it on loopback behind the reverse proxy that terminates HTTPS.",
+    )
+    public_url: str = Field(
+        description="The https:// URL at which Microsoft Graph reaches that endpoint through "
+        "the reverse proxy (e.g. https://syncd.council.example); Graph POSTs to "
+        "<public_url>/graph/notifications and <public_url>/graph/lifecycle."
+    )
+    client_state: SecretRef = Field(
+        description="Where the shared secret Graph echoes in every notification lives (1 to "
+        "128 characters, e.g. openssl rand -hex 32); never the secret itself."
+    )
+    lifetime_minutes: int = Field(
+        4230,
+        ge=60,
+        le=4230,
+        description="Lifetime asked for each subscription (Graph's maximum for Outlook "
+        "events is 4230 minutes); syncd renews once a third of it is left.",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError("use host:port, e.g. 127.0.0.1:8089")
+        return v
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError("must be an https:// URL (Graph delivers to public HTTPS only)")
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query or fragment")
+        return v.rstrip("/")
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def notification_url(self) -> str:
+        return f"{self.public_url}/graph/notifications"
+
+    @property
+    def lifecycle_url(self) -> str:
+        return f"{self.public_url}/graph/lifecycle"
+
+    @property
+    def lifetime(self) -> timedelta:
+        return timedelta(minutes=self.lifetime_minutes)
+
+
 class SourceConfig(BaseModel):
     """``[[sources]]``: name and kind here; every other key belongs to the backend's options."""
 
@@ -165,6 +231,9 @@ class Config(_Strict):
     )
     office_hours: OfficeHours = Field(default_factory=OfficeHours)
     smtp: Smtp | None = None
+    webhook: Webhook | None = Field(
+        None, description="Optional Microsoft Graph change notifications; omit to poll only."
+    )
     notify: Notify = Field(default_factory=Notify)
     rules: RulesConfig = Field(default_factory=RulesConfig)
     sources: list[SourceConfig] = Field(default_factory=list)
@@ -229,7 +298,7 @@ def _first_error(exc: ValidationError, prefix: str = "") -> str:
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
     if err["type"] in ("model_type", "model_attributes_type") and loc.endswith(
-        ("password", "client_secret", "secret")
+        ("password", "client_secret", "secret", "client_state")
     ):
         msg = 'must name where the secret lives, e.g. { env = "NAME" } or { credential = "name" }; never the secret itself'
     more = len(exc.errors()) - 1

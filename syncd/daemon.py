@@ -3,21 +3,33 @@
 Runs a cycle at once, then every ``poll_interval`` seconds with the ``schedule`` library;
 tells systemd READY=1 after the first cycle, pings WATCHDOG=1 from the loop, and stops
 cleanly on SIGTERM/SIGINT after the cycle in progress.
+
+With ``[webhook]`` configured it also serves the Graph change-notification endpoint
+(:mod:`syncd.web`) in a background thread, keeps the subscriptions up once per cycle
+(:mod:`syncd.subscriptions`), and runs a partial cycle for the calendars a notification
+names as soon as it arrives. Polling carries on whatever happens to the webhook.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import signal
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import schedule
 import sdnotify
 
 from .engine import Engine
+from .errors import ConfigError
+
+if TYPE_CHECKING:  # fastapi and uvicorn load only when [webhook] is configured
+    from .subscriptions import Subscriptions
+    from .web import WebServer, WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -42,21 +54,29 @@ class Daemon:
         self._notify = notify or sdnotify.SystemdNotifier().notify
         self.cycles = 0
         self.failed_cycles = 0
+        self.partial_cycles = 0
+        self.work: WorkQueue = queue.SimpleQueue()
+        self._web: WebServer | None = None
+        self._subs: Subscriptions | None = None
 
     def run_cycle(self) -> None:
         try:
-            self.engine.cycle(self.clock())
+            now = self.clock()
+            self.engine.cycle(now)
             self.cycles += 1
         except Exception:
             # A cycle that dies (disk full, database locked) must not end the service: the
             # next cycle retries, and every failure is logged loudly.
             self.failed_cycles += 1
             log.exception("sync cycle failed; retrying in %ds", self.interval)
+            return
+        self._maintain_subscriptions(now)
 
     def stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
         if signum is not None:
             log.info("received %s; stopping after the current cycle", signal.Signals(signum).name)
         self.stop_event.set()
+        self.work.put(None)  # wake the loop; SimpleQueue.put is safe in a signal handler
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.stop)
@@ -66,16 +86,100 @@ class Daemon:
         scheduler = schedule.Scheduler()
         scheduler.every(self.interval).seconds.do(self.run_cycle)
         log.info("syncd started: %d calendars, every %ds", len(self.engine.staff), self.interval)
-        self.run_cycle()
-        self._notify("READY=1")
-        self._notify(f"STATUS=watching {len(self.engine.staff)} calendars")
-        while not self.stop_event.is_set():
-            if max_cycles is not None and self.cycles + self.failed_cycles >= max_cycles:
+        try:
+            # Before the first cycle: Graph checks the endpoint when we subscribe.
+            self.start_webhook()
+            self.run_cycle()
+            self._notify("READY=1")
+            self._notify(f"STATUS=watching {len(self.engine.staff)} calendars")
+            while not self.stop_event.is_set():
+                if max_cycles is not None and self.cycles + self.failed_cycles >= max_cycles:
+                    break
+                scheduler.run_pending()
+                self._notify("WATCHDOG=1")
+                idle = scheduler.idle_seconds
+                self.handle_notifications(
+                    timeout=max(0.0, min(idle if idle is not None else 1.0, 5.0))
+                )
+        finally:
+            self._notify("STOPPING=1")
+            self.stop_webhook()
+            self.engine.close()
+            log.info("syncd stopped")
+
+    # --- change notifications ----------------------------------------------------------
+    def start_webhook(self) -> bool:
+        """Serve the notification endpoint if ``[webhook]`` is configured; False if not."""
+        from .subscriptions import Subscriptions
+        from .web import WebServer, create_app
+
+        hook = self.engine.config.webhook
+        if hook is None:
+            return False
+        try:
+            client_state = hook.client_state.get()
+            if not 1 <= len(client_state) <= 128:
+                raise ConfigError("must be 1 to 128 characters")
+        except ConfigError as exc:
+            log.error("webhook.client_state: %s; change notifications are off, polling only", exc)
+            return False
+        subs = Subscriptions(
+            self.engine.config, self.engine.store, self.engine.source, hook, client_state
+        )
+        subs.load()
+        app = create_app(client_state=client_state, directory=subs.directory, work=self.work)
+        web = WebServer(app, hook.host, hook.port)
+        if not web.start():
+            log.error(
+                "webhook: cannot listen on %s; change notifications are off, polling only",
+                hook.listen,
+            )
+            web.stop()
+            return False
+        log.info("webhook listening on %s", hook.listen)
+        self._web, self._subs = web, subs
+        return True
+
+    def stop_webhook(self) -> None:
+        if self._web is not None:
+            self._web.stop()
+            self._web = None
+
+    def handle_notifications(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for notifications; sync the calendars they name at once."""
+        try:
+            first = self.work.get(timeout=timeout)
+        except queue.Empty:
+            return
+        batch = [first]
+        while True:  # Graph sends bursts (created + updated): one partial cycle for all
+            try:
+                batch.append(self.work.get_nowait())
+            except queue.Empty:
                 break
-            scheduler.run_pending()
-            self._notify("WATCHDOG=1")
-            idle = scheduler.idle_seconds
-            self.stop_event.wait(timeout=max(0.0, min(idle if idle is not None else 1.0, 5.0)))
-        self._notify("STOPPING=1")
-        self.engine.close()
-        log.info("syncd stopped")
+        keys = {k for w in batch if w for k in w.sync if k in self.engine.staff}
+        renew = {s for w in batch if w for s in w.renew}
+        recreate = {k for w in batch if w for k in w.recreate}
+        if self.stop_event.is_set():
+            return
+        if keys:
+            log.info("change notification: syncing %d calendar(s) now", len(keys))
+            try:
+                self.engine.cycle(self.clock(), only=keys)
+                self.partial_cycles += 1
+            except Exception:
+                self.failed_cycles += 1
+                log.exception("partial sync cycle failed; the next poll covers it")
+        if renew or recreate:
+            self._maintain_subscriptions(self.clock(), renew=renew, recreate=recreate)
+
+    def _maintain_subscriptions(
+        self, now: datetime, *, renew: set[str] | None = None, recreate: set[str] | None = None
+    ) -> None:
+        if self._subs is None:
+            return
+        try:
+            self._subs.maintain(now, renew=renew or set(), recreate=recreate or set())
+        except Exception:
+            # Subscriptions only speed things up; polling must go on regardless.
+            log.exception("Graph subscription upkeep failed; polling continues")

@@ -71,6 +71,13 @@ _AADSTS_HINTS = {
 }
 
 
+class SubscriptionGone(SourceError):
+    """Graph does not know the subscription any more (404 on renewal): subscribe again."""
+
+    def __init__(self, message: str):
+        super().__init__(message, permanent=True)
+
+
 class GraphOptions(SourceOptions):
     """``[[sources]] kind = "graph"``: one Entra ID app registration in one tenant."""
 
@@ -237,6 +244,8 @@ class GraphSource(Source):
         reply = self._request(
             "PATCH", url, [sub.locator], body={"expirationDateTime": _zulu(expires)}
         )
+        if reply.status == 404:
+            raise SubscriptionGone(f"{self.name}: Graph no longer has the subscription")
         if reply.status != 200:
             raise self._error_for(reply, "subscription")
         return _subscription(reply.body, sub.locator, self.name)

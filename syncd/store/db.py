@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, time
 from importlib import resources
 from pathlib import Path
@@ -75,6 +75,16 @@ class OutboxRow:
     payload: dict[str, Any]
     created_at: datetime
     attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class GraphSubscriptionRow:
+    calendar: str
+    subscription_id: str
+    source: str
+    locator_hash: str
+    expires_at: datetime
+    created_at: datetime
 
 
 def locator_hash(source: str, locator: str) -> str:
@@ -506,6 +516,31 @@ class Store:
                 )
             self._enqueue(conn, [event], now)
         return True
+
+    # --- Graph change-notification subscriptions -------------------------------------
+    def graph_subscriptions(self) -> list[GraphSubscriptionRow]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.graph_subscriptions).order_by(t.graph_subscriptions.c.calendar)
+            ).all()
+        return [GraphSubscriptionRow(**r._mapping) for r in rows]
+
+    def save_graph_subscription(self, row: GraphSubscriptionRow) -> None:
+        """Record (or replace) the one subscription of ``row.calendar``."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                delete(t.graph_subscriptions).where(
+                    (t.graph_subscriptions.c.calendar == row.calendar)
+                    | (t.graph_subscriptions.c.subscription_id == row.subscription_id)
+                )
+            )
+            conn.execute(insert(t.graph_subscriptions).values(**asdict(row)))
+
+    def delete_graph_subscription(self, calendar: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                delete(t.graph_subscriptions).where(t.graph_subscriptions.c.calendar == calendar)
+            )
 
 
 def _open_finding(m: Any) -> OpenFinding:

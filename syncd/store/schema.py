@@ -124,3 +124,16 @@ reports = Table(
     Column("kind", String(32), primary_key=True),
     Column("day", String(10), nullable=False),
 )
+
+# Graph change-notification subscriptions, one per staff calendar on a graph source, so a
+# restart neither loses them (notifications would stop) nor creates duplicates.
+graph_subscriptions = Table(
+    "graph_subscriptions",
+    metadata,
+    Column("calendar", String(64), primary_key=True),  # the staff id
+    Column("subscription_id", String(128), nullable=False, unique=True),
+    Column("source", String(128), nullable=False),
+    Column("locator_hash", String(64), nullable=False),  # not the mailbox address itself
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
