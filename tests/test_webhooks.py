@@ -395,3 +395,14 @@ def test_webhook_config_defaults() -> None:
     assert hook.notification_url == "https://gw.example/syncd/graph/notifications"
     assert hook.lifetime == timedelta(minutes=4230)
     assert json.loads(parse_config({}).model_dump_json())["webhook"] is None
+
+
+def test_the_documented_webhook_snippet_is_valid() -> None:
+    import re
+    import tomllib
+
+    doc = (Path(__file__).parent.parent / "docs" / "microsoft-365.md").read_text()
+    snippet = next(b for b in re.findall(r"```toml\n(.*?)```", doc, re.S) if "[webhook]" in b)
+    cfg = parse_config(tomllib.loads(snippet))
+    assert cfg.webhook is not None and cfg.webhook.client_state.credential == "graph-client-state"
+    assert cfg.webhook.notification_url == "https://syncd.council.example/graph/notifications"
