@@ -159,7 +159,7 @@ class Subscriptions:
             except Exception as exc:
                 report.failed += 1
                 n = self._failures[key] = self._failures.get(key, 0) + 1
-                self._retry_at[key] = now + min(timedelta(minutes=2**n), MAX_BACKOFF)
+                self._retry_at[key] = now + min(timedelta(minutes=2 ** min(n, 10)), MAX_BACKOFF)
                 # Our errors carry no personal data; a library's might, so only its type.
                 why = str(exc) if isinstance(exc, SyncdError) else type(exc).__name__
                 log.warning(
