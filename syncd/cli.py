@@ -235,6 +235,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
                 refs.append((f"sources[{i}].{name}", value))
     if cfg.smtp is not None and cfg.smtp.password is not None:
         refs.append(("smtp.password", cfg.smtp.password))
+    if cfg.webhook is not None:
+        refs.append(("webhook.client_state", cfg.webhook.client_state))
     for where, ref in refs:
         try:
             ref.get()
