@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from syncd import rules
+from syncd.extract import _extract
 from syncd.ical import parse_ical
 from syncd.sources.base import Window
 
@@ -109,6 +110,8 @@ def run(cals: list[list[str]], layout: str, with_check: bool) -> tuple[float, in
         if layout == "objects"
         else [[HEAD + "".join(cal) + TAIL] for cal in cals]
     )
+    # Every run checks as the daemon's first cycle would: no text memoised from a prior run.
+    _extract.cache_clear()
     t0 = time.perf_counter()
     occurrences = findings = 0
     for n, cal in enumerate(texts):

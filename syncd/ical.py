@@ -30,6 +30,7 @@ from recurring_ical_events.util import time_span_contains_event
 
 from .errors import InputError
 from .ical_fast import Simple, scan
+from .ical_series import Expansion, Unsupported, expand
 from .model import Occurrence
 from .sources.base import Window
 from .timezones import resolve_tzid
@@ -101,9 +102,10 @@ def parse_ical(
     fast = scan(text)
     rest: str | None = text
     if fast is not None:
-        rest = fast.rest
-        if not _fast_lane(fast.simple, window, tz, limits, result):
-            rest = None
+        declined: list[list[str]] = []
+        rest = None
+        if _fast_lane(fast.simple, window, tz, limits, result, declined):
+            rest = fast.rest_with(declined)
     if rest is not None:
         _parse_full(rest, window, tz, limits, result)
     result.occurrences.sort(key=lambda o: _sort_key(o.start, tz))
@@ -527,37 +529,92 @@ class _Entry:
 
 
 def _fast_lane(
-    entries: list[Simple], window: Window, tz: ZoneInfo, limits: Limits, result: ParseResult
+    entries: list[Simple],
+    window: Window,
+    tz: ZoneInfo,
+    limits: Limits,
+    result: ParseResult,
+    declined: list[list[str]],
 ) -> bool:
-    """Emit the plain entries; False once the whole-calendar limit is reached."""
+    """Emit the plain entries; False once the whole-calendar limit is reached.
+
+    A series this lane cannot expand exactly as the full path would has its lines added
+    to ``declined``, for the full path.
+    """
     span_start, span_end = window.start.astimezone(tz), window.end.astimezone(tz)
     for e in entries:
-        start = _pin_simple(e.start, e.start_tzid, tz)
-        end = _pin_simple(e.end, e.end_tzid, tz) if e.end is not None else None
-        # recurring-ical-events' span: no end means the start (timed) or one day (all-day),
-        # and an end before the start is swapped.
-        if end is None:
-            span = (start, start + timedelta(days=1) if not isinstance(start, datetime) else start)
-        else:
-            span = (start, end) if not start > end else (end, start)
+        span = _simple_span(e, tz)
+        if e.rule is not None:
+            try:
+                expansion = _expand_simple(e, span, span_start, span_end, tz, limits)
+            except Exception:  # Unsupported, or anything unforeseen: the full path decides
+                declined.append(e.lines)
+                continue
+            for occ_start, occ_end in expansion.spans:
+                if not _fast_emit(e, occ_start, occ_end, occ_start, tz, limits, result):
+                    return False
+            if expansion.problem:
+                result.problems.append(Problem(e.uid, e.summary[:200], expansion.problem))
+            continue
         if not time_span_contains_event(span_start, span_end, *span):
             continue
-        if len(result.occurrences) >= limits.max_occurrences:
-            result.problems.append(_too_many(limits))
+        if not _fast_emit(e, span[0], span[1], None, tz, limits, result):
             return False
-        entry = _Entry(
-            uid=e.uid,
-            start=span[0],
-            end=span[1],
-            has_end=e.has_end,
-            rid=None,
-            summary=e.summary,
-            location=e.location,
-            description=e.description,
-            categories=e.categories,
-            status=e.status,
-        )
-        result.occurrences.append(entry.occurrence(tz, limits, result))
+    return True
+
+
+def _simple_span(e: Simple, tz: ZoneInfo) -> tuple[Any, Any]:
+    start = _pin_simple(e.start, e.start_tzid, tz)
+    end = _pin_simple(e.end, e.end_tzid, tz) if e.end is not None else None
+    # recurring-ical-events' span: no end means the start (timed) or one day (all-day),
+    # and an end before the start is swapped.
+    if end is None:
+        return (start, start + timedelta(days=1) if not isinstance(start, datetime) else start)
+    return (start, end) if not start > end else (end, start)
+
+
+def _expand_simple(
+    e: Simple,
+    span: tuple[Any, Any],
+    span_start: datetime,
+    span_end: datetime,
+    tz: ZoneInfo,
+    limits: Limits,
+) -> Expansion:
+    """The fast lane's expansion of a series; raises when the full path must take it."""
+    if e.rule is None:
+        raise Unsupported
+    return expand(
+        e.rule,
+        *span,
+        [_pin_simple(value, tzid, tz) for value, tzid in e.exdates],
+        span_start=span_start,
+        span_end=span_end,
+        tz=tz,
+        max_per_series=limits.max_occurrences_per_series,
+        max_rule_steps=limits.max_rule_steps,
+    )
+
+
+def _fast_emit(
+    e: Simple, start: Any, end: Any, rid: Any, tz: ZoneInfo, limits: Limits, result: ParseResult
+) -> bool:
+    if len(result.occurrences) >= limits.max_occurrences:
+        result.problems.append(_too_many(limits))
+        return False
+    entry = _Entry(
+        uid=e.uid,
+        start=start,
+        end=end,
+        has_end=e.has_end,
+        rid=rid,
+        summary=e.summary,
+        location=e.location,
+        description=e.description,
+        categories=e.categories,
+        status=e.status,
+    )
+    result.occurrences.append(entry.occurrence(tz, limits, result))
     return True
 
 

@@ -2,20 +2,25 @@
 
 icalendar parses every property of every line into objects (about 4,000 entries a second
 here); the throughput target is 20,000 parsed *and* checked. Most entries are one plain
-VEVENT: one UID, no repetition, a handful of simple lines. For exactly those this module
-reads the few properties syncd uses, with icalendar's own unfolding and unescaping, and
-hands back everything else (repetitions, shared UIDs, quoting it does not expect, custom
+VEVENT: one UID, a handful of simple lines, at most one plain repetition rule with
+EXDATEs. For exactly those this module reads the few properties syncd uses, with
+icalendar's own unfolding and unescaping, and hands back everything else (overrides,
+RDATE, shared UIDs, rule parts it does not expect, quoting it does not expect, custom
 zones, anything odd) as iCalendar text for the full icalendar + recurring-ical-events
-path. ``tests/test_ical.py`` proves both lanes give identical occurrences.
+path. ``tests/test_ical.py`` and ``tests/test_ical_fast_series.py`` prove both lanes give
+identical occurrences.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from dateutil.rrule import DAILY, MONTHLY, WEEKLY, YEARLY, weekday, weekdays
 from icalendar.parser import split_on_unescaped_comma, unescape_backslash
 from icalendar.parser.content_line import UFOLD
 from icalendar.prop import vDuration
@@ -27,7 +32,34 @@ UTC = ZoneInfo("UTC")
 _NAME = re.compile(r"[A-Za-z0-9-]+\Z")
 _STAMP = re.compile(r"(\d{4})(\d{2})(\d{2})(?:T(\d{2})(\d{2})(\d{2})(Z?))?\Z")
 _SINGLE = ("UID", "DTSTART", "DTEND", "DURATION", "SUMMARY", "LOCATION", "DESCRIPTION", "STATUS")
-_RECURRING = frozenset({"RRULE", "RDATE", "EXDATE", "EXRULE", "RECURRENCE-ID"})
+_UNSUPPORTED = frozenset({"RDATE", "EXRULE", "RECURRENCE-ID"})
+_FREQS = {"DAILY": DAILY, "WEEKLY": WEEKLY, "MONTHLY": MONTHLY, "YEARLY": YEARLY}
+_DAYS = {"MO": 0, "TU": 1, "WE": 2, "TH": 3, "FR": 4, "SA": 5, "SU": 6}
+_BYDAY = re.compile(r"([+-]?)([1-4]?)(MO|TU|WE|TH|FR|SA|SU)\Z")
+_POSITIVE = re.compile(r"[1-9][0-9]{0,5}\Z")
+_MONTHDAY = re.compile(r"-?([1-9]|[12][0-9]|3[01])\Z")
+_MONTH = re.compile(r"([1-9]|1[0-2])\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """An RRULE whose every shape dateutil expands without an endless search.
+
+    Only FREQ DAILY..YEARLY with INTERVAL, COUNT, UNTIL, WKST, BYDAY (ordinals 1-4, never
+    with BYMONTHDAY), BYMONTHDAY (at most 28 when BYMONTH narrows it) and BYMONTH (YEARLY):
+    every such rule matches a day within a few years, so no rule here can make dateutil
+    walk to the year 9999 or trip the full path's "never matches" check.
+    """
+
+    freq: int
+    interval: int
+    count: int | None
+    until: date | datetime | None
+    """As written: a date, a floating date-time, or a UTC date-time."""
+    byweekday: tuple[weekday, ...] | None
+    bymonthday: tuple[int, ...] | None
+    bymonth: tuple[int, ...] | None
+    wkst: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +78,40 @@ class Simple:
     description: str
     categories: tuple[str, ...]
     status: str
+    rule: Rule | None = None
+    exdates: tuple[tuple[date | datetime, str | None], ...] = ()
+    """EXDATE values as written, each with its TZID."""
+    lines: list[str] = field(default_factory=list)
+    """The entry's own lines, kept for a series so the full path can still take it."""
 
 
 @dataclass(slots=True)
 class Scan:
     simple: list[Simple]
-    rest: str | None
-    """A calendar holding every entry the fast lane left alone, or None if there is none."""
+    head: list[str]
+    zones: list[str]
+    blocks: list[list[str]]
+    """Entries the fast lane left alone."""
+
+    @property
+    def rest(self) -> str | None:
+        """A calendar holding every entry the fast lane left alone, or None if there is none."""
+        return self.rest_with([])
+
+    def rest_with(self, more: list[list[str]]) -> str | None:
+        blocks = self.blocks + more
+        if not blocks:
+            return None
+        return "\r\n".join(
+            [
+                "BEGIN:VCALENDAR",
+                *self.head,
+                *self.zones,
+                *(line for b in blocks for line in b),
+                "END:VCALENDAR",
+                "",
+            ]
+        )
 
 
 class _Bail(Exception):
@@ -114,20 +173,33 @@ def scan(text: str) -> Scan | None:
             item = _event(block)
         except _Bail:
             item = None
+            # An override (RECURRENCE-ID) or a second copy goes the full path; the entry it
+            # shares a UID with must go with it, or the series would be expanded twice.
+            for uid in _uids(block):
+                uids[uid] = uids.get(uid, 0) + 2
         parsed.append((block, item))
         if item is not None:
             uids[item.uid] = uids.get(item.uid, 0) + 1
     for block, item in parsed:
-        if item is not None and uids[item.uid] == 1:
+        if item is not None and uids[item.uid] == 1 and not item.uid.startswith("no-uid-"):
             simple.append(item)
         else:
             rest.append(block)
-    if not rest:
-        return Scan(simple, None)
-    text_rest = "\r\n".join(
-        ["BEGIN:VCALENDAR", *head, *zones, *(line for b in rest for line in b), "END:VCALENDAR", ""]
-    )
-    return Scan(simple, text_rest)
+    return Scan(simple, head, zones, rest)
+
+
+def _uids(block: list[str]) -> set[str]:
+    """Every value a UID line of ``block`` could be read as (more is only slower)."""
+    out: set[str] = set()
+    for line in block:
+        if line[:4].upper() not in ("UID:", "UID;"):
+            continue
+        values = [line.partition(":")[2]]
+        with contextlib.suppress(_Bail):
+            values.append(_split(line)[2])
+        out.update(v.strip() for v in values)
+        out.update(_text(v).strip() for v in values)
+    return out
 
 
 def _needs_definition(block: list[str]) -> bool:
@@ -210,6 +282,7 @@ def _when(value: str, params: dict[str, str]) -> tuple[date | datetime, str | No
 def _event(block: list[str]) -> Simple:
     seen: dict[str, tuple[str, str]] = {}
     categories: list[str] = []
+    exdates: list[tuple[str, str]] = []
     depth = 0
     for line in block[1:-1]:
         c = line[:1]
@@ -222,11 +295,13 @@ def _event(block: list[str]) -> Simple:
         if depth:
             continue  # VALARM and friends
         name, params, value = _split(line)
-        if name in _RECURRING:
+        if name in _UNSUPPORTED:
             raise _Bail
         if name == "CATEGORIES":
             categories.append(value)
-        elif name in _SINGLE:
+        elif name == "EXDATE":
+            exdates.append((params, value))
+        elif name in _SINGLE or name == "RRULE":
             if name in seen:
                 raise _Bail
             seen[name] = (params, value)
@@ -254,6 +329,13 @@ def _event(block: list[str]) -> Simple:
         ):
             raise _Bail
         end, end_tzid = start + duration, start_tzid
+    rule: Rule | None = None
+    if "RRULE" in seen:
+        if seen["RRULE"][0]:
+            raise _Bail
+        rule = _rule(seen["RRULE"][1])
+    elif exdates:
+        raise _Bail  # EXDATE without a rule: a one-entry "series" the full path handles
     cats: list[str] = []
     for raw in categories:
         parts = raw.split(",") if "\\" not in raw else split_on_unescaped_comma(raw)
@@ -271,7 +353,75 @@ def _event(block: list[str]) -> Simple:
         description=_text(seen.get("DESCRIPTION", ("", ""))[1]),
         categories=tuple(c for c in cats if c),
         status=_text(seen.get("STATUS", ("", ""))[1]).strip().upper(),
+        rule=rule,
+        exdates=tuple(
+            _exdate(params, value) for params, value in exdates for value in value.split(",")
+        ),
+        lines=block if rule is not None else [],
     )
+
+
+def _exdate(raw: str, value: str) -> tuple[date | datetime, str | None]:
+    return _when(value, _params(raw))
+
+
+@lru_cache(maxsize=1024)
+def _rule(value: str) -> Rule:
+    """The RRULE ``value``, if it is one of the shapes :class:`Rule` allows."""
+    parts: dict[str, str] = {}
+    for part in value.strip().split(";"):
+        key, eq, val = part.partition("=")
+        if not eq or key in parts or key != key.strip().upper() or val != val.strip().upper():
+            raise _Bail
+        parts[key] = val
+    freq = _FREQS.get(parts.pop("FREQ", ""))
+    if freq is None:
+        raise _Bail
+    interval = _positive(parts.pop("INTERVAL", "1"))
+    count = _positive(parts.pop("COUNT")) if "COUNT" in parts else None
+    until: date | datetime | None = None
+    if "UNTIL" in parts:
+        if count is not None:
+            raise _Bail
+        until, _ = _when(parts.pop("UNTIL"), {})
+    wkst = _DAYS[parts.pop("WKST")] if parts.get("WKST") in _DAYS else None
+    byweekday = bymonthday = bymonth = None
+    ordinal = False
+    if "BYDAY" in parts:
+        days: list[weekday] = []
+        for item in parts.pop("BYDAY").split(","):
+            m = _BYDAY.match(item)
+            if m is None or (m.group(1) and not m.group(2)):
+                raise _Bail
+            n = int(m.group(1) + m.group(2)) if m.group(2) else None
+            ordinal = ordinal or n is not None
+            days.append(weekdays[_DAYS[m.group(3)]](n))  # type: ignore[arg-type]
+        byweekday = tuple(days)
+    if "BYMONTH" in parts:
+        if freq != YEARLY:
+            raise _Bail
+        bymonth = tuple(_int(v, _MONTH) for v in parts.pop("BYMONTH").split(","))
+    if "BYMONTHDAY" in parts:
+        if ordinal or freq not in (MONTHLY, YEARLY):
+            raise _Bail
+        bymonthday = tuple(_int(v, _MONTHDAY) for v in parts.pop("BYMONTHDAY").split(","))
+        if (bymonth is not None or interval > 1) and any(abs(d) > 28 for d in bymonthday):
+            # The 30th of February, or the 31st of every other month from February:
+            # dateutil would search to the year 9999.
+            raise _Bail
+    if parts:
+        raise _Bail  # BYSETPOS, BYYEARDAY, BYHOUR, WKST=?? ...: the full path
+    return Rule(freq, interval, count, until, byweekday, bymonthday, bymonth, wkst)
+
+
+def _positive(value: str) -> int:
+    return _int(value, _POSITIVE)
+
+
+def _int(value: str, pattern: re.Pattern[str]) -> int:
+    if pattern.match(value) is None:
+        raise _Bail
+    return int(value)
 
 
 def _text(value: str) -> str:
