@@ -556,7 +556,9 @@ def _fast_lane(
             if expansion.problem:
                 result.problems.append(Problem(e.uid, e.summary[:200], expansion.problem))
             continue
-        if not time_span_contains_event(span_start, span_end, *span):
+        # Aware date-times need none of make_comparable's conversions (most entries).
+        timed = isinstance(span[0], datetime) and isinstance(span[1], datetime)
+        if not time_span_contains_event(span_start, span_end, *span, comparable=timed):
             continue
         if not _fast_emit(e, span[0], span[1], None, tz, limits, result):
             return False
