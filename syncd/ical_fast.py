@@ -161,6 +161,8 @@ def scan(text: str) -> Scan | None:
                 elif kind == "VTIMEZONE" and _needs_definition(block):
                     zones.extend(block)
             continue
+        if c in "BbEe" and line[:5].upper().startswith(("BEGIN", "END")):
+            return None  # "BEGIN;X=1:VALARM": icalendar nests on it, the line test above does not
         if depth:
             block.append(line)
         elif line[:13].upper() == "X-WR-TIMEZONE":
@@ -374,6 +376,8 @@ def _event(block: list[str]) -> Simple:
 
 
 def _exdate(raw: str, value: str) -> tuple[date | datetime, str | None]:
+    if not value or value != value.strip():
+        raise _Bail  # icalendar refuses "a, b" in a list where it strips a single value
     return _when(value, _params(raw))
 
 
@@ -381,7 +385,9 @@ def _exdate(raw: str, value: str) -> tuple[date | datetime, str | None]:
 def _rule(value: str) -> Rule:
     """The RRULE ``value``, if it is one of the shapes :class:`Rule` allows."""
     parts: dict[str, str] = {}
-    for part in value.strip().split(";"):
+    if value != value.strip():
+        raise _Bail
+    for part in value.split(";"):
         key, eq, val = part.partition("=")
         if not eq or key in parts or key != key.strip().upper() or val != val.strip().upper():
             raise _Bail

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
+from syncd.errors import InputError
 from syncd.ical import (
     DEFAULT_LIMITS,
     Limits,
@@ -216,8 +217,13 @@ def took_fast_lane(text: str, window: Window, limits: Limits) -> bool:
 
 
 def assert_same(text: str, window: Window, limits: Limits = DEFAULT_LIMITS) -> None:
+    try:
+        full = full_path(text, window, limits)
+    except InputError as exc:  # the whole file refused: the fast lane must not read it either
+        with pytest.raises(InputError, match=str(exc)):
+            parse_ical(text, window=window, tz=LONDON, limits=limits)
+        return
     fast = parse_ical(text, window=window, tz=LONDON, limits=limits)
-    full = full_path(text, window, limits)
     assert fast.occurrences == full.occurrences
     assert [repr(o) for o in fast.occurrences] == [repr(o) for o in full.occurrences]
     assert fast.problems == full.problems
@@ -326,3 +332,64 @@ def test_entries_sharing_a_uid_stay_together(extra: str, rule: str) -> None:
     assert_same(text, WINTER)
     fast = scan(text)
     assert fast is not None and fast.simple == []
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        ("DTSTART;TZID=Europe/London:20251006T100000", "rrule:freq=weekly;count=3"),
+        ("DTSTART;TZID=Europe/London:20251006T100000", "RRULE;X-A=1:FREQ=WEEKLY;COUNT=3"),
+        ("DTSTART;TZID=Europe/London:20251006T100000", "RRULE:FREQ=WEEKLY;COUNT=3;"),
+        ("DTSTART;TZID=Europe/London:20251006T100000", "RRULE:FREQ=WEEKLY;COUNT=0"),
+        ("DTSTART;TZID=Europe/London:20251006T100000", "RRULE:FREQ=WEEKLY;BYDAY=MO,"),
+        ("DTSTART;TZID=Europe/London:20251006T100000", "RRULE:FREQ=MONTHLY;BYDAY=5MO"),
+        ("DTSTART;TZID=Europe/London:20251006T100000", "RRULE:FREQ=WEEKLY", "RRULE:FREQ=DAILY"),
+        ("DTSTART;TZID=Europe/London:20251006T100000", "RRULE:FREQ=WEEKLY", "RDATE:20251008"),
+        ("DTSTART;TZID=Europe/London:20251006T100000", "EXDATE:20251013T090000Z"),
+        (
+            'DTSTART;TZID="Europe/London":20251006T100000',
+            "RRULE:FREQ=WEEKLY;UNTIL=20251103T100000Z",
+            "EXDATE;TZID=Europe/London:20251013T100000, 20251020T100000",
+        ),
+        (
+            "DTSTART;TZID=Europe/London:20251006T100000",
+            "RRULE:FREQ=WEEKLY;COUNT=5",
+            "EXDATE;TZID=Customized Time Zone:20251013T100000",
+        ),
+        (
+            "DTSTART;TZID=Europe/London:20251006T100000",
+            "RRULE:FREQ=WEEKLY;COUNT=5",
+            "BEGIN;X=1:VALARM",
+            "TRIGGER:-PT5M",
+            "begin:valarm",
+            "Dear Team,",
+            "end:valarm",
+        ),
+        (
+            "DTSTART;TZID=Europe/London:20251006T100000",
+            "RRULE:FREQ=WEEKLY;COUNT=5",
+            'X-MS-OLK-SENDER;CN="A: B":mailto:a@example.org',
+            "SUMMARY;LANGUAGE=en-GB:Visit^n",
+        ),
+        ("DTSTART;VALUE=DATE:20251006", "DTEND:20251006T100000Z", "RRULE:FREQ=WEEKLY"),
+        (
+            "DTSTART;TZID=Europe/London:20251006T100000",
+            "DTEND:20251006T090000Z",
+            "RRULE:FREQ=DAILY",
+        ),
+        ("DTSTART;VALUE=DATE:20251006", "RRULE:FREQ=WEEKLY", "EXDATE:20251013T000000Z"),
+        ("DTSTART;TZID=Europe/London:20251006T100000", "RRULE:FREQ=DAILY;UNTIL=20251010"),
+        ("DTSTART;VALUE=DATE:20251006", "RRULE:FREQ=DAILY;UNTIL=20251010T230000Z"),
+    ],
+)
+def test_odd_lines_agree_with_the_full_path(lines: tuple[str, ...]) -> None:
+    text = (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\n"
+        + "BEGIN:VTIMEZONE\r\nTZID:Customized Time Zone\r\nBEGIN:STANDARD\r\n"
+        "DTSTART:16010101T000000\r\nTZOFFSETFROM:-0500\r\nTZOFFSETTO:-0500\r\n"
+        "END:STANDARD\r\nEND:VTIMEZONE\r\n"
+        + "BEGIN:VEVENT\r\nUID:odd\r\nSUMMARY:Visit\r\n"
+        + "".join(line + "\r\n" for line in lines)
+        + "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    assert_same(text, WINTER)
