@@ -127,6 +127,7 @@ def scan(text: str) -> Scan | None:
     """Split ``text`` into plain entries and the rest; None if the whole needs icalendar."""
     if "\n " in text or "\n\t" in text:
         text = UFOLD.sub("", text)
+    text = _drop_known_zone(text)
     # Same split as icalendar's NEWLINE (\r?\n), with str methods: this runs per object.
     lines = [line for line in text.replace("\r\n", "\n").split("\n") if line]
     if not lines or lines[0].strip().upper() != "BEGIN:VCALENDAR":
@@ -193,6 +194,47 @@ def scan(text: str) -> Scan | None:
         else:
             rest.append(block)
     return Scan(simple, head, zones, rest)
+
+
+def _drop_known_zone(text: str) -> str:
+    """``text`` without its leading VTIMEZONE if that is one the scan below would drop.
+
+    CalDAV servers repeat the same definition in every object; it is checked once (cached)
+    instead of line by line per object. Only a definition before any other component.
+    """
+    i = text.find("\nBEGIN:VTIMEZONE")
+    if i == -1:
+        return text
+    j = text.find("END:VTIMEZONE", i)
+    k = text.find("\n", j)
+    if j == -1 or k == -1 or text[: i + 1].upper().count("BEGIN") != 1:
+        return text
+    if _known_zone(text[i + 1 : k + 1]):
+        return text[: i + 1] + text[k + 1 :]
+    return text
+
+
+@lru_cache(maxsize=64)
+def _known_zone(block: str) -> bool:
+    """Whether ``block`` is one plain VTIMEZONE of a zone known by name (no definition needed)."""
+    lines = [line for line in block.replace("\r\n", "\n").split("\n") if line]
+    depth = 0
+    for n, line in enumerate(lines):
+        head = line[:6].upper()
+        if head.startswith("BEGIN:"):
+            depth += 1
+        elif head.startswith("END:"):
+            depth -= 1
+            if depth == 0 and n != len(lines) - 1:
+                return False
+        elif head.startswith(("BEGIN", "END")):
+            return False
+    return (
+        depth == 0
+        and lines[0] == "BEGIN:VTIMEZONE"
+        and lines[-1].rstrip() == "END:VTIMEZONE"
+        and not _needs_definition(lines)
+    )
 
 
 def _uids(block: list[str]) -> set[str]:

@@ -393,3 +393,44 @@ def test_odd_lines_agree_with_the_full_path(lines: tuple[str, ...]) -> None:
         + "END:VEVENT\r\nEND:VCALENDAR\r\n"
     )
     assert_same(text, WINTER)
+
+
+CUSTOM_VTZ = (
+    "BEGIN:VTIMEZONE\r\nTZID:Customized Time Zone\r\nBEGIN:STANDARD\r\nDTSTART:16010101T000000"
+    "\r\nTZOFFSETFROM:-0500\r\nTZOFFSETTO:-0500\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\n"
+)
+GMT_CRLF = GMT_VTZ.replace("\n", "\r\n")
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (GMT_CRLF, ""),
+        (CUSTOM_VTZ, ""),
+        (GMT_CRLF + CUSTOM_VTZ, ""),
+        ("", GMT_CRLF),
+        (GMT_CRLF.replace("TZID:GMT Standard Time", "TZID:Customized Time Zone"), ""),
+        (GMT_CRLF.replace("END:DAYLIGHT", "END;X=1:DAYLIGHT"), ""),
+        (GMT_CRLF.replace("END:DAYLIGHT", "BEGIN;X=1:X-PART\r\nEND:DAYLIGHT"), ""),
+        (
+            GMT_CRLF.replace("END:DAYLIGHT\r\n", "END:DAYLIGHT\r\nBEGIN:VEVENT\r\nEND:VEVENT\r\n"),
+            "",
+        ),
+        (GMT_CRLF.replace("END:VTIMEZONE", "END:VTIMEZONE\r\nEND:VTIMEZONE"), ""),
+        (GMT_CRLF.replace("END:VTIMEZONE\r\n", ""), ""),
+    ],
+)
+def test_time_zone_definitions_are_skipped_only_when_the_full_path_ignores_them(
+    before: str, after: str
+) -> None:
+    events = "".join(
+        f"BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTART;TZID={zone}:2025100{day}T100000\r\n{rule}"
+        "END:VEVENT\r\n"
+        for uid, zone, day, rule in [
+            ("a", "GMT Standard Time", 6, "RRULE:FREQ=WEEKLY;COUNT=3\r\n"),
+            ("b", "Customized Time Zone", 7, ""),
+            ("c", "Europe/London", 8, ""),
+        ]
+    )
+    text = f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\n{before}{events}{after}END:VCALENDAR\r\n"
+    assert_same(text, WINTER)
