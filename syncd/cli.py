@@ -113,10 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 # --- syncd check ----------------------------------------------------------------------
 def cmd_check(args: argparse.Namespace) -> int:
     from . import rules
-    from .engine import _problem_finding
     from .ical import parse_ical
     from .model import Finding
-    from .tracking import local_day, window_between
+    from .tracking import local_day, problem_finding, window_between
 
     cfg: Config = load_config(args.config) if args.config else default_config()
     tz = cfg.tz
@@ -150,7 +149,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         )
         visits += len(result.visits)
         findings.extend((path, f) for f in result.findings)
-        findings.extend((path, _problem_finding(str(path), p, window)) for p in parsed.problems)
+        findings.extend((path, problem_finding(str(path), p, window)) for p in parsed.problems)
 
     findings.sort(key=lambda pf: (str(pf[0]), _sort_start(pf[1].start), pf[1].rule))
     if args.json:

@@ -21,14 +21,14 @@ from . import metrics, rules
 from .config import Config, Staff, Team
 from .errors import AuthError, ConfigError, NotifyError, SourceError
 from .ical import Problem, parse_ical
-from .model import Finding, Occurrence
+from .model import Occurrence
 from .notify.base import Message, Notifier
 from .notify.render import render_digest, render_morning, render_nudge
 from .sources import Source, load
 from .sources.base import ChangeSet, SyncRequest, Window
 from .store import CalendarState, OutboxRow, Store
 from .store.db import locator_hash, utc_start
-from .tracking import diff_findings, local_day, window_between, window_for
+from .tracking import diff_findings, local_day, problem_finding, window_between, window_for
 
 log = logging.getLogger(__name__)
 
@@ -337,7 +337,7 @@ class Engine:
         result = rules.check(
             occurrences, calendar=key, tz=self.tz, window=window, config=self.config.rules
         )
-        findings = list(result.findings) + [_problem_finding(key, p, window) for p in problems]
+        findings = list(result.findings) + [problem_finding(key, p, window) for p in problems]
         open_ = self.store.open_findings(key)
         diff = diff_findings(
             {k: f.start_utc for k, f in open_.items()},
@@ -545,15 +545,3 @@ class Engine:
     @staticmethod
     def _who(staff: Staff) -> dict[str, Any]:
         return {"staff_id": staff.id, "staff_name": staff.name}
-
-
-def _problem_finding(calendar: str, p: Problem, window: Window) -> Finding:
-    return Finding(
-        rule="unreadable-entry",
-        calendar=calendar,
-        uid=p.uid,
-        occurrence_key=f"{p.uid}|unreadable",
-        summary=p.summary,
-        start=window.start,
-        message=p.message,
-    )

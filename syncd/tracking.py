@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from .ical import Problem
 from .model import Finding
 from .sources.base import Window
 
@@ -65,3 +66,19 @@ def diff_findings(
         else:
             resolved.append((key, "removed"))
     return FindingDiff(new=new, resolved=resolved)
+
+
+def problem_finding(calendar: str, p: Problem, window: Window) -> Finding:
+    """An entry that could not be read, as a finding the monitor sees (rule unreadable-entry).
+
+    It has no start of its own; it is dated at the window's start so it sorts first.
+    """
+    return Finding(
+        rule="unreadable-entry",
+        calendar=calendar,
+        uid=p.uid,
+        occurrence_key=f"{p.uid}|unreadable",
+        summary=p.summary,
+        start=window.start,
+        message=p.message,
+    )
