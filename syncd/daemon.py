@@ -64,11 +64,13 @@ class Daemon:
             now = self.clock()
             self.engine.cycle(now)
             self.cycles += 1
-        except Exception:
+        except Exception as exc:
             # A cycle that dies (disk full, database locked) must not end the service: the
-            # next cycle retries, and every failure is logged loudly.
+            # next cycle retries, and every failure is logged loudly. The traceback goes to
+            # DEBUG only: an exception's text may quote calendar data.
             self.failed_cycles += 1
-            log.exception("sync cycle failed; retrying in %ds", self.interval)
+            log.error("sync cycle failed (%s); retrying in %ds", type(exc).__name__, self.interval)
+            log.debug("traceback", exc_info=True)
             return
         self._maintain_subscriptions(now)
 
@@ -167,9 +169,12 @@ class Daemon:
             try:
                 self.engine.cycle(self.clock(), only=keys)
                 self.partial_cycles += 1
-            except Exception:
+            except Exception as exc:
                 self.failed_cycles += 1
-                log.exception("partial sync cycle failed; the next poll covers it")
+                log.error(
+                    "partial sync cycle failed (%s); the next poll covers it", type(exc).__name__
+                )
+                log.debug("traceback", exc_info=True)
         if renew or recreate:
             self._maintain_subscriptions(self.clock(), renew=renew, recreate=recreate)
 
@@ -180,6 +185,9 @@ class Daemon:
             return
         try:
             self._subs.maintain(now, renew=renew or set(), recreate=recreate or set())
-        except Exception:
+        except Exception as exc:
             # Subscriptions only speed things up; polling must go on regardless.
-            log.exception("Graph subscription upkeep failed; polling continues")
+            log.error(
+                "Graph subscription upkeep failed (%s); polling continues", type(exc).__name__
+            )
+            log.debug("traceback", exc_info=True)

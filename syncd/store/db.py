@@ -105,7 +105,8 @@ def resolve_url(url: str, environ: dict[str, str] | None = None) -> str:
 def open_store(url: str) -> Store:
     """Open (creating and migrating as needed) the database at ``url``."""
     try:
-        engine = create_engine(resolve_url(url), future=True)
+        # hide_parameters: an error must never quote calendar data into the logs.
+        engine = create_engine(resolve_url(url), future=True, hide_parameters=True)
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
         store = Store(engine)
