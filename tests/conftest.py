@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,15 @@ import pytest
 # The harness modules import ``tests.*``; make the repository root importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+# CI runs Hypothesis derandomized, so a landing never depends on the luck of a seed; local
+# runs keep exploring new examples (and the example database keeps what they found).
+from hypothesis import settings as _hsettings
+
 from tests import servers
+
+_hsettings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if os.environ.get("CI"):
+    _hsettings.load_profile("ci")
 
 # === CalDAV servers (owner: CalDAV source) ==================================================
 
