@@ -62,6 +62,8 @@ POSTCODES = [
     "W1A 0AX", "M1 1AE", "GIR 0AA", "gir0aa", "BFPO 123", "bfpo12", "DE4 3CT", "DE4 3IT",
     "QE4 3LT", "DE4 3L", "DE43", "LS6 2AB", "HU1 3XY", "YO1 7HH", "EC1A 1BB", "B33 8TH",
     "CR2 6XH", "DN55 1PT", "XX1 1XX", "DE4 3LTX", "1DE4 3LT", "DE4   3LT", "AB12 3CD",
+    "SW1A   1AA", "ec1a \t 1bb", "DN55\t\t\t1PT", "GIR  0AA", "BFPO 1234", "bfpo1", "Bfpo 12345",
+    "DE4 3LT5", "xDE4 3LT", "DE4 3lt.", "(DE4 3LT)", "DE4 3LT,DE4 3LU", "W1A0AX", "M11AE",
 ]  # fmt: skip
 PHONES = [
     "07700 900123", "07700900123", "+44 7700 900123", "+447700900123", "+44 (0)7700 900123",
