@@ -58,6 +58,8 @@ def _clean(text: str) -> str:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     # Tabs and no-break spaces become plain spaces; runs of spaces are left (the patterns
     # allow them) because rewriting every entry costs more than the rare case is worth.
+    if text.isascii():
+        return text.replace("\t", " ") if "\t" in text else text
     return _ODD_SPACE.sub(" ", text) if _ODD_SPACE.search(text) else text
 
 
@@ -84,12 +86,8 @@ def valid_postcode(text: str) -> str:
 
 
 def _normal_postcode(m: re.Match[str]) -> str:
-    out, inw = (
-        (m.group(1), m.group(2))
-        if m.group(1)
-        else ((m.group(3), m.group(4)) if m.group(3) else (m.group(5), m.group(6)))
-    )
-    pc = f"{out} {inw}".upper()
+    o1, i1, o2, i2, o3, i3 = m.groups()
+    pc = (f"{o1} {i1}" if o1 else (f"{o2} {i2}" if o2 else f"{o3} {i3}")).upper()
     return pc if _POSTCODE_VALID.fullmatch(pc) else ""
 
 
@@ -99,8 +97,9 @@ _INWARD = re.compile(r"\d[A-Za-z]{2}")
 
 
 def _postcodes(text: str) -> list[str]:
+    """Valid postcodes in lower-cased ``text``."""
     lo, hi = 0, len(text)
-    if "bfpo" not in text.lower():
+    if "bfpo" not in text:
         inward = _INWARD.findall(text)
         if not inward:
             return []
@@ -120,7 +119,7 @@ def _postcodes(text: str) -> list[str]:
 
 _SEP = r"[ \t]*(?:[:\-–—=>#]+|\.(?=[ \t]))?[ \t]*"
 _LABEL = re.compile(
-    r"(?<![a-z])(?=[vwcfsyprtmhan])(?:"
+    r"(?=[vwcfsprtma])(?<![a-z])(?:"
     r"(?P<who>visiting|who|client|service[ \t]+user|child(?:ren)?|family)[ \t]*[:\-–—][ \t]*"
     r"|(?P<pc>p(?:o?s?t?|ots|sot)[ \t]*[/.]?[ \t]*(?:code|cdoe|ocde|coed|cod))" + _SEP + r""
     r"|(?P<tel>contact(?:[ \t]*(?:no|number|num|tel))?|tel(?:e(?:phone)?)?|tle|telephone"
@@ -131,14 +130,21 @@ _LABEL = re.compile(
     r"|(?P<purpose>purpose|reason)[ \t]*[:\-–—][ \t]*"
     r")(?![a-z])"
 )
-# A value ends at the line's end, at the next label, or at a field separator.
-_VALUE_STOP = re.compile(r"[|;\n]|,(?=\s*[a-z])")
+# A value ends at the line's end, at the next label, or at a field separator ("," only
+# before a word). Opening with a character set lets the engine skip ahead in C.
+_VALUE_STOP = re.compile(r"[|;\n,](?:(?<!,)|(?=\s*[a-z]))")
 _PLACEHOLDER = re.compile(r"^\W*(?:tbc|tba|tbd|n/?a|none|unknown|not known|\?+)?\W*$", re.I)
 
 
 # --- phones --------------------------------------------------------------------------------
 
-_PHONE_CANDIDATE = re.compile(r"(?:\+[ \t]?|(?<![\w+]))\(?\d[\d \t().\-/]{2,24}\d(?![\w])")
+# "+", or "(" or a digit with no word character or "+" before it; then digits and
+# separators ending in a digit. The first character is matched first and checked back with
+# lookbehinds, so the pattern opens with a character set and the engine skips ahead in C.
+_PHONE_CANDIDATE = re.compile(
+    r"[\d+(](?:(?<=\+)[ \t]?\(?\d|(?<=\()(?<![\w+].)\d|(?<=\d)(?<![\w+].))"
+    r"[\d \t().\-/]{2,24}\d(?![\w])"
+)
 _DIGIT = re.compile(r"\d")
 _NON_DIGIT = re.compile(r"\D")
 # The GB matcher only accepts numbers written with +, a 0 prefix, or 44 and 7+ more digits.
@@ -173,7 +179,10 @@ def _build_plus44() -> list[tuple[re.Pattern[str] | None, _DescCheck, list[_Desc
             d
             for d in (
                 _desc(getattr(md, name))
+                # Any type will do; the usual ones first.
                 for name in (
+                    "mobile",
+                    "fixed_line",
                     "premium_rate",
                     "toll_free",
                     "shared_cost",
@@ -182,8 +191,6 @@ def _build_plus44() -> list[tuple[re.Pattern[str] | None, _DescCheck, list[_Desc
                     "pager",
                     "uan",
                     "voicemail",
-                    "fixed_line",
-                    "mobile",
                 )
             )
             if d is not None
@@ -222,10 +229,19 @@ def valid_uk_nsn(nsn: str) -> bool:
     return False
 
 
+# Everything but the digits a _PHONE_CANDIDATE match can hold.
+_CANDIDATE_SEPARATORS = dict.fromkeys(map(ord, "+ \t().-/"))
+
+
+def _digits(candidate: str) -> str:
+    """The digits of a _PHONE_CANDIDATE match (``_NON_DIGIT.sub("", candidate)``)."""
+    return candidate.translate(_CANDIDATE_SEPARATORS)
+
+
 def _plain_nsn(candidate: str) -> str:
     """The national significant number of a plain UK number (0 + 9-10 digits, or +44),
-    else ""."""
-    digits = _NON_DIGIT.sub("", candidate)
+    else "". ``candidate`` is a _PHONE_CANDIDATE match."""
+    digits = _digits(candidate)
     nsn = ""
     if candidate.startswith("+"):
         if digits.startswith("440") and "(0)" in candidate.replace(" ", ""):
@@ -261,7 +277,7 @@ def _label_numbers(value: str) -> tuple[list[str], bool]:
     invalid = False
     for m in _PHONE_CANDIDATE.finditer(value):
         cand = m.group(0)
-        if len(_DIGIT.findall(cand)) < 4:
+        if len(_digits(cand)) < 4:
             continue
         found = _valid_numbers(cand) or (() if _plain_nsn(cand) else _parsed_valid(cand))
         valid.extend(found)
@@ -293,10 +309,10 @@ _SUBJECT_BEFORE = re.compile(
     r"(?:^|\b)(?:" + _THIRD_PARTY + r")(?:\s+(?:will|is|are|should|'ll|be|being|gets?|getting"
     r"|comes?|coming|goes|usually|normally|only|not|back|then))*\s*$"
 )
-_NEGATED = re.compile(r"\b(?:not|n't|never|won't|wont|cannot|can't)\s+(?:be\s+)?$")
+_NEGATED = re.compile(r"(?=[nwc])\b(?:not|n't|never|won't|wont|cannot|can't)\s+(?:be\s+)?$")
 _NOT_DEST = r"(?!\s*(?:visit|address|tel\b|phone|number|no\b|start|care|office|made|help))"
 _HOME = re.compile(
-    r"\b(?:(?:go|going|goes|head|heading|headed|off|travel(?:l?ing)?|drive|driving"
+    r"(?=[ghotdrbsfw])\b(?:(?:go|going|goes|head|heading|headed|off|travel(?:l?ing)?|drive|driving"
     r"|return(?:ing)?|back|then|straight|direct(?:ly)?|finish(?:ing)?\s+(?:at|from))"
     r"\s+(?:straight\s+|direct(?:ly)?\s+|back\s+)?home\b" + _NOT_DEST + r""
     r"|home\s+(?:after(?:wards)?|from\s+(?:here|there)|straight\s+after"
@@ -317,10 +333,14 @@ _PLACE = (
     r"(?:office|base|county\s+hall|hub|depot|desk|hq|civic\s+centre|town\s+hall|council\s+house"
     r"|team\s+base)"
 )
-_OFFICE_ANCHOR = re.compile(r"\b(?:back|return(?:ing)?|(?:in|at)\s+(?:the\s+)?" + _PLACE + r")\b")
+_OFFICE_ANCHOR = re.compile(
+    r"(?=[bria])\b(?:back|return(?:ing)?|(?:in|at)\s+(?:the\s+)?" + _PLACE + r")\b"
+)
 # The lookahead (first characters of every _TIME match) lets most positions fail at once.
 _TIME_RE = re.compile(r"(?=[\dhbafc@~])" + _TIME)
-_PLACE_BARE_HOUR = re.compile(r"\b" + _PLACE + r"\s*[-–]?\s*(?:[1-9]|1[0-2])\b(?![:.]?\d)")
+_PLACE_BARE_HOUR = re.compile(
+    r"(?=[obchdt])\b" + _PLACE + r"\s*[-–]?\s*(?:[1-9]|1[0-2])\b(?![:.]?\d)"
+)
 # A clause ends at a sentence stop; "12.30" and "approx." are not stops.
 _CLAUSE_END = re.compile(r"(?<!approx)(?<!abt)[.!?;](?=\s|$)|\n")
 _HOME_WORD = re.compile(r"\bhome\b")
@@ -344,13 +364,43 @@ def _subject_is_other(text: str, start: int) -> bool:
     """Whether the words just before ``start`` (same clause) make it someone else's move."""
     lo = max(0, start - 40)
     before = text[lo:start]
-    cut = max(before.rfind(c) for c in ".,;:!?\n(")
+    cut = max(
+        before.rfind("."),
+        before.rfind(","),
+        before.rfind(";"),
+        before.rfind(":"),
+        before.rfind("!"),
+        before.rfind("?"),
+        before.rfind("\n"),
+        before.rfind("("),
+    )
     before = before[cut + 1 :] if cut >= 0 else before
     return bool(_SUBJECT_BEFORE.search(before) or _NEGATED.search(before))
 
 
+def _may_go_home(low: str) -> bool:
+    """False when no _HOME match is possible: every "home" is "home visit" (the match after
+    a verb is refused by _NOT_DEST, the one from "home" needs after/from/straight/for), and
+    there is no "wfh" nor "work(ing) from home". Titles say "Home visit" all the time."""
+    n = low.count("home")
+    return (n > 0 and (n != low.count("home visit") or "work" in low)) or "wfh" in low
+
+
+_NOT_WORDY = re.compile(r"[^a-z\s]")
+
+
 def _going_home(text: str) -> bool:
-    return any(not _subject_is_other(text, m.start()) for m in _HOME.finditer(text))
+    # Every match holds "home" or "wfh", and only words and spaces come before it inside the
+    # match; so if 40 characters before the first of them hold anything else, no match
+    # starts earlier and the scan can start there.
+    found = [i for i in (text.find("home"), text.find("wfh")) if i >= 0]
+    if not found:
+        return False
+    first = min(found)
+    lo = max(0, first - 40)
+    if lo and not _NOT_WORDY.search(text, lo, first):
+        lo = 0
+    return any(not _subject_is_other(text, m.start()) for m in _HOME.finditer(text, lo))
 
 
 def _clause(text: str, start: int, limit: int = 60) -> str:
@@ -373,7 +423,7 @@ def _office_return(text: str) -> bool:
 
 def _return_value(value: str) -> tuple[bool, bool]:
     """(going_home, office_with_time) for the value of a Return: label."""
-    if _RETURN_HOME_VALUE.search(value):
+    if _RETURN_HOME_VALUE.match(value):
         return True, False
     # "Return: 16:30" has no place but the time is the point; a bare hour needs a place.
     has_time = bool(_TIME_RE.search(value) or _PLACE_BARE_HOUR.search(value))
@@ -522,7 +572,7 @@ def _extract(
         if len(cand) >= 7:
             phones.extend(_valid_numbers(cand))
 
-    if not going_home and ("home" in low or "wfh" in low):
+    if not going_home and _may_go_home(low):
         going_home = _going_home(low)
     if not office and any(w in low for w in _OFFICE_GATE):
         office = _office_return(low)
