@@ -161,7 +161,29 @@ def _desc(desc: object) -> _DescCheck | None:
     return frozenset(getattr(desc, "possible_length", ()) or ()), re.compile(pattern)
 
 
-def _build_plus44() -> list[tuple[re.Pattern[str] | None, _DescCheck, list[_DescCheck]]]:
+class _Types:
+    """'Matches any known type' as one pattern per number length: the union of the types
+    that allow that length (a type without lengths of its own allows every length)."""
+
+    __slots__ = ("any_length", "by_length")
+
+    def __init__(self, types: list[_DescCheck]) -> None:
+        def union(descs: list[_DescCheck]) -> re.Pattern[str] | None:
+            alts = [p.pattern for _, p in descs]
+            return re.compile("|".join(f"(?:{a})" for a in alts)) if alts else None
+
+        lengths = {n for ls, _ in types for n in ls}
+        self.by_length = {
+            n: union([d for d in types if not d[0] or n in d[0]]) for n in sorted(lengths)
+        }
+        self.any_length = union([d for d in types if not d[0]])
+
+    def match(self, nsn: str) -> bool:
+        pattern = self.by_length.get(len(nsn), self.any_length)
+        return pattern is not None and pattern.fullmatch(nsn) is not None
+
+
+def _build_plus44() -> list[tuple[re.Pattern[str] | None, _DescCheck, _Types]]:
     """phonenumbers' +44 metadata (GB, GG, IM, JE) with the patterns compiled once.
 
     ``is_valid_number`` re-looks-up and re-matches ten patterns per call (~15-20 us); this
@@ -196,7 +218,7 @@ def _build_plus44() -> list[tuple[re.Pattern[str] | None, _DescCheck, list[_Desc
             if d is not None
         ]
         lead = re.compile(md.leading_digits) if md.leading_digits else None
-        out.append((lead, general, types))
+        out.append((lead, general, _Types(types)))
     return out
 
 
@@ -208,14 +230,9 @@ def _matches(nsn: str, desc: _DescCheck) -> bool:
     return (not lengths or len(nsn) in lengths) and pattern.fullmatch(nsn) is not None
 
 
-def _known_type(nsn: str, general: _DescCheck, types: list[_DescCheck]) -> bool:
-    if not _matches(nsn, general):
-        return False
-    for lengths, pattern in types:
-        # A type without lengths of its own takes the general ones (already checked).
-        if (not lengths or len(nsn) in lengths) and pattern.fullmatch(nsn):
-            return True
-    return False
+def _known_type(nsn: str, general: _DescCheck, types: _Types) -> bool:
+    # A type without lengths of its own takes the general ones, checked here.
+    return _matches(nsn, general) and types.match(nsn)
 
 
 def valid_uk_nsn(nsn: str) -> bool:
@@ -344,20 +361,24 @@ _PLACE_BARE_HOUR = re.compile(
 # A clause ends at a sentence stop; "12.30" and "approx." are not stops.
 _CLAUSE_END = re.compile(r"(?<!approx)(?<!abt)[.!?;](?=\s|$)|\n")
 _HOME_WORD = re.compile(r"\bhome\b")
-# Cheap substring tests that let most entries skip the office-return regexes.
-_OFFICE_GATE = (
-    "back",
-    "return",
-    "office",
-    "base",
-    "hall",
-    "hub",
-    "depot",
-    "desk",
-    "hq",
-    "centre",
-    "house",
-)
+
+
+def _may_return_to_office(low: str) -> bool:
+    # Cheap substring tests that let most entries skip the office-return regexes (spelled
+    # out: a generator over a tuple of the words costs twice as much).
+    return (
+        "back" in low
+        or "return" in low
+        or "office" in low
+        or "base" in low
+        or "hall" in low
+        or "hub" in low
+        or "depot" in low
+        or "desk" in low
+        or "hq" in low
+        or "centre" in low
+        or "house" in low
+    )
 
 
 def _subject_is_other(text: str, start: int) -> bool:
@@ -574,7 +595,7 @@ def _extract(
 
     if not going_home and _may_go_home(low):
         going_home = _going_home(low)
-    if not office and any(w in low for w in _OFFICE_GATE):
+    if not office and _may_return_to_office(low):
         office = _office_return(low)
     if purpose and not found_purpose:
         pm = _PURPOSE.search(low)
