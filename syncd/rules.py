@@ -7,6 +7,7 @@ widen recognition or add and tighten rules.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -99,11 +100,15 @@ def is_visit(occ: Occurrence, config: RulesConfig) -> bool:
 
 
 def _is_visit(occ: Occurrence, categories: frozenset[str], prefixes: tuple[str, ...]) -> bool:
+    return _is_visit_marked(occ, categories, marker_regex(prefixes))
+
+
+def _is_visit_marked(occ: Occurrence, categories: frozenset[str], marker: re.Pattern[str]) -> bool:
     if occ.cancelled:
         return False
-    if any(c.strip().casefold() in categories for c in occ.categories):
+    if occ.categories and any(c.strip().casefold() in categories for c in occ.categories):
         return True
-    return marker_regex(prefixes).match(occ.summary) is not None
+    return marker.match(occ.summary) is not None
 
 
 def _local_start(occ: Occurrence, tz: ZoneInfo) -> datetime:
@@ -191,7 +196,8 @@ def check(
     """
     categories = _categories(config)
     prefixes = _prefixes(config)
-    all_visits = [o for o in occurrences if _is_visit(o, categories, prefixes)]
+    marker = marker_regex(prefixes)
+    all_visits = [o for o in occurrences if _is_visit_marked(o, categories, marker)]
     starts = {id(o): _local_start(o, tz) for o in all_visits}
     visits = sorted(
         (o for o in all_visits if _in_window(o, starts[id(o)], window, tz)),
