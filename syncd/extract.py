@@ -518,6 +518,11 @@ def _who_from_summary(summary: str, marker: re.Pattern[str]) -> str:
 # --- the whole entry -----------------------------------------------------------------------
 
 
+def _unique(values: list[str]) -> tuple[str, ...]:
+    """``values`` without repeats, in first-seen order."""
+    return tuple(values) if len(values) < 2 else tuple(dict.fromkeys(values))
+
+
 def extract(
     occ: Occurrence, *, prefixes: Sequence[str] = DEFAULT_PREFIXES, purpose: bool = True
 ) -> VisitFields:
@@ -603,9 +608,9 @@ def _extract(
 
     return VisitFields(
         who=who,
-        postcodes=tuple(dict.fromkeys(postcodes)),
+        postcodes=_unique(postcodes),
         invalid_postcode_label=invalid_pc,
-        phones=tuple(dict.fromkeys(phones)),
+        phones=_unique(phones),
         invalid_contact_label=invalid_contact,
         going_home=going_home,
         office_return=office,
