@@ -287,6 +287,15 @@ def _valid_numbers(candidate: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _matcher_numbers(text: str) -> tuple[str, ...]:
+    fmt = phonenumbers.PhoneNumberFormat.E164
+    return tuple(
+        phonenumbers.format_number(m.number, fmt)
+        for m in phonenumbers.PhoneNumberMatcher(text, "GB")
+        if phonenumbers.is_valid_number(m.number)
+    )
+
+
 def _label_numbers(value: str) -> tuple[list[str], bool]:
     """(valid numbers, any invalid) for a contact label's value. A number here is 4+ digits;
     one the matcher skips but that parses as valid (a mobile typed without its 0) counts."""
@@ -597,6 +606,11 @@ def _extract(
         cand = m.group(0)
         if len(cand) >= 7:
             phones.extend(_valid_numbers(cand))
+    if not phones and _MATCHER_WORTHY.search(low):
+        # The fast scan cuts long digit runs ("07700 900123 / 01332 123456") into pieces that
+        # hold no whole number. Before an entry is called missing or invalid, the
+        # authoritative matcher reads the whole text.
+        phones.extend(_matcher_numbers(low))
 
     if not going_home and _may_go_home(low):
         going_home = _going_home(low)
