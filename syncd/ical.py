@@ -31,7 +31,7 @@ from recurring_ical_events.util import time_span_contains_event
 from .errors import InputError
 from .ical_fast import Simple, scan
 from .ical_series import Expansion, Unsupported, expand
-from .model import Occurrence
+from .model import Occurrence, organizer_address
 from .sources.base import Window
 from .timezones import resolve_tzid
 
@@ -470,6 +470,7 @@ class _Expander:
             description=_text(comp.get("DESCRIPTION")),
             categories=_categories(comp),
             status=str(comp.get("STATUS", "")).strip().upper(),
+            organizer=_organizer(comp),
         ).occurrence(self.tz, self.limits, self.result)
 
 
@@ -487,6 +488,7 @@ class _Entry:
     description: str
     categories: tuple[str, ...]
     status: str
+    organizer: str
 
     def occurrence(self, tz: ZoneInfo, limits: Limits, result: ParseResult) -> Occurrence:
         start, end = self.start, self.end if self.has_end else None
@@ -512,6 +514,7 @@ class _Entry:
             categories=self.categories,
             cancelled=self.status == "CANCELLED",
             recurrence_id=rid_text,
+            organizer=self.organizer,
         )
 
     def _cap(self, name: str, value: str, limits: Limits, result: ParseResult) -> str:
@@ -615,6 +618,7 @@ def _fast_emit(
         description=e.description,
         categories=e.categories,
         status=e.status,
+        organizer=e.organizer,
     )
     result.occurrences.append(entry.occurrence(tz, limits, result))
     return True
@@ -684,6 +688,15 @@ def _text(value: Any) -> str:
     if isinstance(value, list):
         return " ".join(str(v) for v in value)
     return str(value)
+
+
+def _organizer(comp: Any) -> str:
+    value = comp.get("ORGANIZER")
+    if isinstance(value, list):  # repeated (RFC 5545 allows one): the first, as written
+        value = value[0] if value else None
+    # An address is text (vCalAddress, or vText/vUri under a VALUE parameter); a value
+    # typed as a date or a number is no address.
+    return organizer_address(str(value)) if isinstance(value, str) else ""
 
 
 def _categories(comp: Any) -> tuple[str, ...]:

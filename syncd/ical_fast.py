@@ -25,6 +25,7 @@ from icalendar.parser import split_on_unescaped_comma, unescape_backslash
 from icalendar.parser.content_line import UFOLD
 from icalendar.prop import vDuration
 
+from .model import organizer_address
 from .timezones import resolve_tzid
 
 UTC = ZoneInfo("UTC")
@@ -34,7 +35,17 @@ _NAME = re.compile(r"[A-Za-z0-9-]+\Z")
 # the separator: exactly the lines _split reads without looking further.
 _LINE = re.compile(r'([A-Za-z0-9-]+)(?:;([^:"\\^]*))?:').match
 _STAMP = re.compile(r"(\d{4})(\d{2})(\d{2})(?:T(\d{2})(\d{2})(\d{2})(Z?))?\Z")
-_SINGLE = ("UID", "DTSTART", "DTEND", "DURATION", "SUMMARY", "LOCATION", "DESCRIPTION", "STATUS")
+_SINGLE = (
+    "UID",
+    "DTSTART",
+    "DTEND",
+    "DURATION",
+    "SUMMARY",
+    "LOCATION",
+    "DESCRIPTION",
+    "STATUS",
+    "ORGANIZER",
+)
 _UNSUPPORTED = frozenset({"RDATE", "EXRULE", "RECURRENCE-ID"})
 _NESTING = frozenset({"BEGIN", "END"})
 _READ = frozenset({*_SINGLE, *_UNSUPPORTED, "RRULE", "EXDATE", "CATEGORIES"})
@@ -88,6 +99,7 @@ class Simple:
     """EXDATE values as written, each with its TZID."""
     lines: list[str] = field(default_factory=list)
     """The entry's own lines, kept for a series so the full path can still take it."""
+    organizer: str = ""
 
 
 @dataclass(slots=True)
@@ -414,7 +426,15 @@ def _event(block: list[str]) -> Simple:
             _exdate(params, value) for params, value in exdates for value in value.split(",")
         ),
         lines=block if rule is not None else [],
+        organizer=_organizer(seen["ORGANIZER"]) if "ORGANIZER" in seen else "",
     )
+
+
+def _organizer(prop: tuple[str, str]) -> str:
+    params, value = prop
+    if "VALUE" in params.upper():
+        raise _Bail  # ORGANIZER;VALUE=DATE: icalendar reads another type; the full path decides
+    return organizer_address(_text(value))
 
 
 def _exdate(raw: str, value: str) -> tuple[date | datetime, str | None]:

@@ -52,6 +52,9 @@ class Occurrence:
     start), or is empty for a single event.
     ``postal_code`` carries a structured postcode where the source has one (Graph's
     ``location.address.postalCode``); text sources leave it empty.
+    ``organizer`` is the organizer's email address, lower-case, without "mailto:"; empty
+    when unknown. Nominated colleagues may book visits into a worker's calendar, so the
+    monitor may need to know who wrote an entry. Personal data: never log it.
     """
 
     uid: str
@@ -64,6 +67,7 @@ class Occurrence:
     cancelled: bool = False
     recurrence_id: str = ""
     postal_code: str = ""
+    organizer: str = ""
 
     @property
     def all_day(self) -> bool:
@@ -87,6 +91,7 @@ class Occurrence:
                 "cancelled": self.cancelled,
                 "recurrence_id": self.recurrence_id,
                 "postal_code": self.postal_code,
+                "organizer": self.organizer,
             },
             ensure_ascii=False,
             sort_keys=True,
@@ -107,6 +112,8 @@ class Occurrence:
             cancelled=bool(d.get("cancelled")),
             recurrence_id=str(d.get("recurrence_id") or ""),
             postal_code=str(d.get("postal_code") or ""),
+            # JSON stored before the organizer was kept has no key.
+            organizer=str(d.get("organizer") or ""),
         )
 
 
@@ -130,6 +137,14 @@ class Finding:
     @property
     def key(self) -> str:
         return f"{self.calendar}|{self.occurrence_key}|{self.rule}"
+
+
+def organizer_address(value: str) -> str:
+    """An organizer as :attr:`Occurrence.organizer` keeps it: "MAILTO:A@B" -> "a@b"."""
+    text = value.strip()
+    if text[:7].lower() == "mailto:":
+        text = text[7:].strip()
+    return text.lower()
 
 
 def _iso(value: datetime | date) -> str:

@@ -67,6 +67,35 @@ CATEGORIES: Red """
     assert o.recurrence_id == "" and not o.cancelled
 
 
+ORGANIZERS = [
+    ("ORGANIZER:mailto:duty.desk@council.example", "duty.desk@council.example"),
+    ('ORGANIZER;CN="Smith, Jo":MAILTO:Jo.Smith@Council.Example', "jo.smith@council.example"),
+    ('ORGANIZER;CN=Jo Smith;SENT-BY="mailto:pa@x.example":Mailto:JO@X.EXAMPLE', "jo@x.example"),
+    ("organizer;cn=Jo:mailto:jo@x.example ", "jo@x.example"),
+    ("ORGANIZER;VALUE=DATE:20251014", ""),
+    ("", ""),
+]
+
+
+@pytest.mark.parametrize(("line", "want"), ORGANIZERS)
+def test_organizer_address_is_kept_lower_case_without_mailto(line: str, want: str) -> None:
+    r = parse(cal(f"UID:o\nDTSTART:20251014T090000Z\n{line}"))
+    assert r.problems == []
+    assert [o.organizer for o in r.occurrences] == [want]
+
+
+def test_organizer_of_an_override_is_its_own() -> None:
+    r = parse(
+        cal(
+            "UID:s\nDTSTART:20251006T090000Z\nRRULE:FREQ=WEEKLY;COUNT=3\n"
+            "ORGANIZER;CN=A:mailto:a@x.example",
+            "UID:s\nRECURRENCE-ID:20251013T090000Z\nDTSTART:20251013T100000Z\n"
+            "ORGANIZER;CN=B:mailto:B@x.example",
+        )
+    )
+    assert [o.organizer for o in r.occurrences] == ["a@x.example", "b@x.example", "a@x.example"]
+
+
 def test_missing_end_is_none_but_duration_gives_end() -> None:
     r = parse(
         cal(
@@ -322,6 +351,10 @@ FAST_CASES = [
     "UID:t\nDTSTART:20251014T090000Z\nSUMMARY:a\nSUMMARY:b",
     "UID:u\nDTSTART:20251014T090000Z\nDTEND;VALUE=DATE:20251015",
     "UID:v\nDTSTART:20251014T090000Z\nDESCRIPTION:" + "y" * 300,
+    *(f"UID:w{n}\nDTSTART:20251014T090000Z\n{line}" for n, (line, _) in enumerate(ORGANIZERS)),
+    'UID:x\nDTSTART:20251014T090000Z\nORGANIZER;CN="A: B":MAILTO:A\\,B@x.example',
+    "UID:y\nDTSTART:20251014T090000Z\nORGANIZER:mailto:a@x.example\nORGANIZER:mailto:b@x.example",
+    "UID:z\nDTSTART:20251014T090000Z\nORGANIZER;VALUE=URI:MAILTO:Q@x.example",
 ]
 
 
