@@ -218,6 +218,7 @@ def test_fields_are_mapped(ews: EwsHarness) -> None:
         "hv", at(D1, 9, 30), summary="HV Smith family", location="12 Acacia Avenue, Derby DE1 1AA",
         description="Tel: 01332 123456\n\nReturn: office <by 4pm> & \"home\" after",
         categories=("Home visit", "Lone working"), tzid="GMT Standard Time",
+        organizer="Duty.Desk@example.org",
     ))  # fmt: skip
     ews.put(loc, visit("off", at(D1, 12), cancelled=True))
     ews.put(loc, EventSpec(uid="leave", summary="Annual leave", start=date(2025, 3, 13),
@@ -234,7 +235,9 @@ def test_fields_are_mapped(ews: EwsHarness) -> None:
     assert isinstance(hv.start, datetime) and hv.start == at(D1, 9, 30)
     assert hv.end == at(D1, 10, 30)
     assert not hv.cancelled and hv.recurrence_id == ""
+    assert hv.organizer == "duty.desk@example.org"  # t:Organizer/t:Mailbox/t:EmailAddress
     assert occ["off"].cancelled
+    assert occ["off"].organizer == "jsmith@example.org"  # Exchange names the owner
     leave = occ["leave"]
     assert leave.all_day and leave.start == date(2025, 3, 13)
     assert leave.end == date(2025, 3, 15)  # exclusive, as iCalendar's DTEND
@@ -463,7 +466,16 @@ def test_no_personal_data_in_logs_at_info_or_above(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     loc = ews.make_calendar("jsmith")
-    ews.put(loc, visit("a", at(D1, 10), summary="HV Smith", location="Derby DE1 1AA"))
+    ews.put(
+        loc,
+        visit(
+            "a",
+            at(D1, 10),
+            summary="HV Smith",
+            location="Derby DE1 1AA",
+            organizer="pat.booker@example.org",
+        ),
+    )
     local = Local(ews.source(), loc)
     local.sync()
     ews.fake.expire_sync_states()
@@ -474,8 +486,25 @@ def test_no_personal_data_in_logs_at_info_or_above(
     loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
     assert loud  # the expired state is reported
     for message in loud:
-        for personal in ("jsmith", "Smith", "DE1 1AA"):
+        for personal in ("jsmith", "Smith", "DE1 1AA", "pat.booker"):
             assert personal not in message
+
+
+def test_an_organizer_without_an_smtp_address_is_left_empty() -> None:
+    from exchangelib import Mailbox
+
+    from syncd.sources import ews as ews_module
+
+    # RoutingType EX: Exchange hands back the X.500 legacyExchangeDN, which is no address.
+    legacy = Mailbox(
+        name="Jo Smith",
+        email_address="/O=EXCHANGELABS/OU=EXCHANGE ADMINISTRATIVE GROUP/CN=RECIPIENTS/CN=JO",
+        routing_type="EX",
+    )
+    assert ews_module._organizer(legacy) == ""
+    assert ews_module._organizer(None) == ""
+    smtp = Mailbox(name="Jo", email_address="Jo.Smith@Example.org", routing_type="SMTP")
+    assert ews_module._organizer(smtp) == "jo.smith@example.org"
 
 
 # --- HTML bodies ------------------------------------------------------------------------------

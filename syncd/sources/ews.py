@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 from pydantic import Field, model_validator
 
 from ..errors import AuthError, SourceError, SyncdError
-from ..model import Occurrence, RawItem, problem_data
+from ..model import Occurrence, RawItem, organizer_address, problem_data
 from ..secrets import SecretRef
 from .base import ChangeSet, Source, SourceOptions, Window
 
@@ -75,6 +75,7 @@ _FIELDS = [
     "location",
     "body",
     "categories",
+    "organizer",
     "is_cancelled",
     "type",
     "original_start",
@@ -520,6 +521,7 @@ def _to_raw(item: Any) -> RawItem:
         categories=tuple(str(c) for c in item.categories or ()),
         cancelled=bool(item.is_cancelled),
         recurrence_id=recurrence_id,
+        organizer=_organizer(item.organizer),
     )
     data = occurrence.to_json()
     href = item.id if not recurrence_id else f"{item.id}#{recurrence_id}"
@@ -537,6 +539,14 @@ def _problem_raw(row: Any, message: str) -> RawItem:
     return RawItem(
         href=str(row.id), etag=f"problem:{row.changekey}:{digest}", kind="problem", data=data
     )
+
+
+def _organizer(mailbox: Any) -> str:
+    address = getattr(mailbox, "email_address", None)
+    # RoutingType EX carries an X.500 legacyExchangeDN, not an address: say nothing.
+    if not isinstance(address, str) or "@" not in address:
+        return ""
+    return organizer_address(address)
 
 
 def _body_text(body: Any) -> str:

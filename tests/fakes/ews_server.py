@@ -87,6 +87,7 @@ class _Instance:
     end: datetime
     original_start: datetime | None
     mailbox: str
+    organizer: str
 
 
 @dataclass
@@ -284,8 +285,22 @@ def _master_instance(smtp: str, stored: _Stored) -> _Instance:
     start, end = _span(stored.spec)
     kind = "RecurringMaster" if stored.spec.rrule else "Single"
     return _Instance(
-        stored.item_id, stored.changekey, kind, stored.spec, start, end, None, smtp.lower()
+        stored.item_id,
+        stored.changekey,
+        kind,
+        stored.spec,
+        start,
+        end,
+        None,
+        smtp.lower(),
+        _organizer(smtp, stored),
     )
+
+
+def _organizer(smtp: str, stored: _Stored) -> str:
+    # Exchange keeps one organizer per series (an exception cannot change it); an entry the
+    # owner booked has the owner as organizer.
+    return getattr(stored.spec, "organizer", "") or smtp.lower()
 
 
 def _expand(smtp: str, stored: _Stored, start: datetime, end: datetime) -> Iterator[_Instance]:
@@ -326,6 +341,7 @@ def _expand(smtp: str, stored: _Stored, start: datetime, end: datetime) -> Itera
                 o_end,
                 original,
                 smtp.lower(),
+                _organizer(smtp, stored),
             )
 
 
@@ -412,10 +428,14 @@ def _render_field(uri: str, inst: _Instance, garbage: bool) -> str:
     if uri == "calendar:CalendarItemType":
         return f"<t:CalendarItemType>{inst.kind}</t:CalendarItemType>"
     if uri == "calendar:Organizer":
+        # types.xsd SingleRecipientType > EmailAddressType: Name, EmailAddress, RoutingType,
+        # MailboxType, in that order.
+        name = "Mailbox Owner" if inst.organizer == inst.mailbox else inst.organizer.split("@")[0]
         return (
-            "<t:Organizer><t:Mailbox><t:Name>Mailbox Owner</t:Name>"
-            f"<t:EmailAddress>{escape(inst.mailbox)}</t:EmailAddress>"
-            "<t:RoutingType>SMTP</t:RoutingType></t:Mailbox></t:Organizer>"
+            f"<t:Organizer><t:Mailbox><t:Name>{escape(name)}</t:Name>"
+            f"<t:EmailAddress>{escape(inst.organizer)}</t:EmailAddress>"
+            "<t:RoutingType>SMTP</t:RoutingType><t:MailboxType>Mailbox</t:MailboxType>"
+            "</t:Mailbox></t:Organizer>"
         )
     if uri in ("calendar:StartTimeZone", "calendar:EndTimeZone"):
         tag = uri.split(":")[1]

@@ -39,6 +39,8 @@ class EventSpec:
     overrides: dict[datetime, EventSpec] = field(default_factory=dict)
     tzid: str = "Europe/London"
     postal_code: str = ""
+    organizer: str = ""
+    """The organizer's email address (a colleague who booked the entry); empty: the owner."""
 
 
 class Harness(Protocol):
