@@ -101,6 +101,31 @@ def test_maps_calendar_view_fixture_html_body_and_all_day_instance() -> None:
     assert occ.description == "Plain Text"
 
 
+def test_maps_organizer_email_address_from_the_fixture() -> None:
+    timed, all_day = fixture("calendar1_calendar_view.json")["value"]
+    assert timed["organizer"]["emailAddress"]["name"] == "John Doe"  # the name is not kept
+    assert graph_map.to_occurrence(timed).organizer == "john@nomail.com"
+    assert graph_map.to_occurrence(all_day).organizer == ""  # no organizer object at all
+
+
+@pytest.mark.parametrize(
+    ("value", "want"),
+    [
+        (
+            {"emailAddress": {"name": "Jo", "address": "Jo.Smith@Council.Example"}},
+            "jo.smith@council.example",
+        ),
+        ({"emailAddress": {"name": "Jo"}}, ""),
+        ({"emailAddress": None}, ""),
+        ({"emailAddress": {"address": 7}}, ""),
+        (None, ""),
+    ],
+)
+def test_organizer_shapes(value: object, want: str) -> None:
+    timed = dict(fixture("calendar1_calendar_view.json")["value"][0], organizer=value)
+    assert graph_map.to_occurrence(timed).organizer == want
+
+
 def test_maps_categories_and_structured_address() -> None:
     occ = graph_map.to_occurrence(fixture("calendar1_event_categories.json"))
     assert occ.categories == ("Red category", "Project X")

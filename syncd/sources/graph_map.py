@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
 from ..errors import SourceError
-from ..model import Occurrence
+from ..model import Occurrence, organizer_address
 
 _UTC_NAMES = frozenset({"utc", "etc/utc", "z", "gmt", "etc/gmt", "coordinated universal time"})
 _INSTANCE_TYPES = frozenset({"occurrence", "exception"})
@@ -81,6 +81,14 @@ def location_text(location: Any) -> str:
             if part and part.lower() not in name.lower():
                 parts.append(part)
     return ", ".join(parts)
+
+
+def organizer(event: dict[str, Any]) -> str:
+    """``organizer.emailAddress.address``, as :attr:`Occurrence.organizer` keeps it."""
+    value = event.get("organizer")
+    email = value.get("emailAddress") if isinstance(value, dict) else None
+    address = email.get("address") if isinstance(email, dict) else None
+    return organizer_address(address) if isinstance(address, str) else ""
 
 
 def postal_code(location: Any) -> str:
@@ -191,6 +199,7 @@ def to_occurrence(event: dict[str, Any]) -> Occurrence:
         cancelled=bool(event.get("isCancelled")),
         recurrence_id=recurrence_id,
         postal_code=postal_code(location),
+        organizer=organizer(event),
     )
 
 

@@ -240,6 +240,11 @@ class FakeGraph:
             )
             stored = {k: v for k, v in event.items() if k not in _SERVER_FIELDS}
             stored["id"] = eid
+            # Graph always names an organizer: the mailbox owner unless someone else booked it.
+            stored.setdefault(
+                "organizer",
+                {"emailAddress": {"name": box.address.split("@")[0], "address": box.address}},
+            )
             stored.setdefault(
                 "iCalUId",
                 "040000008200E00074C5B7101A82E008" + hashlib.md5(eid.encode()).hexdigest(),

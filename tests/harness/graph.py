@@ -57,8 +57,11 @@ def _dtz(value: datetime | date, tzid: str) -> dict[str, str]:
     return {"dateTime": f"{value.isoformat()}T00:00:00.0000000", "timeZone": windows_name(tzid)}
 
 
-def spec_to_graph(spec: EventSpec) -> dict[str, Any]:
-    """An EventSpec as the Graph ``event`` JSON Outlook would store (no recurrence)."""
+def spec_to_graph(spec: EventSpec, organizer: str = "") -> dict[str, Any]:
+    """An EventSpec as the Graph ``event`` JSON Outlook would store (no recurrence).
+
+    ``organizer`` stands in for ``spec.organizer`` (an exception keeps its series').
+    """
     all_day = not isinstance(spec.start, datetime)
     end = spec.end
     if end is None:
@@ -67,7 +70,7 @@ def spec_to_graph(spec: EventSpec) -> dict[str, Any]:
     body = "<html><body>" + "<br>".join(html.escape(line) for line in lines) + "</body></html>"
     location: dict[str, Any] = {"displayName": spec.location, "locationType": "default"}
     location["address"] = {"postalCode": spec.postal_code} if spec.postal_code else {}
-    return {
+    doc: dict[str, Any] = {
         "subject": spec.summary,
         "body": {"contentType": "html", "content": body},
         "start": _dtz(spec.start, spec.tzid),
@@ -79,6 +82,11 @@ def spec_to_graph(spec: EventSpec) -> dict[str, Any]:
         "showAs": "busy",
         "sensitivity": "normal",
     }
+    address = organizer or spec.organizer
+    if address:
+        # Without one the fake, like Graph, names the mailbox owner.
+        doc["organizer"] = {"emailAddress": {"name": address.split("@")[0], "address": address}}
+    return doc
 
 
 def rrule_to_recurrence(spec: EventSpec) -> dict[str, Any]:
@@ -144,7 +152,9 @@ class GraphHarness:
         for original in event.exdates:
             self.server.cancel_occurrence(locator, event.uid, original)
         for original, override in event.overrides.items():
-            self.server.put_exception(locator, event.uid, original, spec_to_graph(override))
+            self.server.put_exception(
+                locator, event.uid, original, spec_to_graph(override, event.organizer)
+            )
 
     def delete(self, locator: str, uid: str) -> None:
         self.server.delete_event(locator, uid)
