@@ -408,3 +408,51 @@ def test_the_same_entries_give_the_same_findings(harness: Harness) -> None:
 
 def _utc(value: datetime | date) -> datetime | date:
     return value.astimezone(UTC) if isinstance(value, datetime) else value
+
+
+# --- who booked the entry ---------------------------------------------------------------------
+
+
+def test_the_same_entry_gives_the_same_organizer(harness: Harness) -> None:
+    from syncd import ical
+
+    loc = harness.make_calendar("jsmith")
+    first = at(date(2025, 3, 12), 13)
+    week = timedelta(days=7)
+    booked_by = "Duty.Desk@Council.Example"  # as a colleague's client may write it
+    harness.put(loc, visit("booked", "HV Smith", at(D1, 10), organizer=booked_by))
+    moved = visit("series", "HV Brown", first + week + timedelta(hours=2))
+    harness.put(
+        loc,
+        visit(
+            "series",
+            "HV Brown",
+            first,
+            rrule="FREQ=WEEKLY;COUNT=3",
+            overrides={first + week: moved},
+            tzid="GMT Standard Time",
+            organizer="senior.pw@council.example",
+        ),
+    )
+    harness.put(loc, visit("own", "HV Jones", at(D1, 14)))
+    local = Local(harness.source(), loc)
+    local.sync()
+
+    got: dict[tuple[str, datetime | date], str] = {}
+    for item in local.items.values():
+        if item.kind == "occurrence":
+            occurrences = [Occurrence.from_json(item.data)]
+        else:
+            occurrences = ical.parse_ical(item.data, window=WINDOW, tz=LONDON).occurrences
+        for occ in occurrences:
+            got[(occ.uid, _utc(occ.start))] = occ.organizer
+    own = got.pop(("own", _utc(at(D1, 14))))
+    assert got == {
+        ("booked", _utc(at(D1, 10))): "duty.desk@council.example",
+        ("series", _utc(first)): "senior.pw@council.example",
+        ("series", _utc(first + week + timedelta(hours=2))): "senior.pw@council.example",
+        ("series", _utc(first + 2 * week)): "senior.pw@council.example",
+    }
+    # An entry the owner wrote: iCalendar clients may leave ORGANIZER out; Exchange and
+    # Graph name the owner.
+    assert own in ("", loc.lower())

@@ -11,7 +11,7 @@ from datetime import date, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from icalendar import Calendar, Event, Timezone, vRecur
+from icalendar import Calendar, Event, Timezone, vCalAddress, vRecur
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
 from . import EventSpec
@@ -61,7 +61,9 @@ def _location(spec: EventSpec) -> str:
     return spec.location
 
 
-def _vevent(spec: EventSpec, uid: str, tzid: str, recurrence_id: datetime | None) -> Event:
+def _vevent(
+    spec: EventSpec, uid: str, tzid: str, recurrence_id: datetime | None, organizer: str = ""
+) -> Event:
     ev = Event()
     ev.add("UID", uid)
     ev.add("DTSTAMP", _DTSTAMP)
@@ -71,6 +73,11 @@ def _vevent(spec: EventSpec, uid: str, tzid: str, recurrence_id: datetime | None
     if spec.end is not None:
         _add_time(ev, "DTEND", spec.end, tzid)
     ev.add("SUMMARY", spec.summary)
+    if organizer:
+        # As Outlook and Thunderbird write it: a CN, and the scheme in capitals.
+        address = vCalAddress(f"MAILTO:{organizer}")
+        address.params["CN"] = organizer.split("@")[0]
+        ev.add("ORGANIZER", address)
     location = _location(spec)
     if location:
         ev.add("LOCATION", location)
@@ -107,9 +114,11 @@ def spec_to_ical(spec: EventSpec) -> str:
     )
     if timed and not _is_utc(spec.tzid):
         cal.add_component(_vtimezone(spec.tzid, *_years(spec)))
-    cal.add_component(_vevent(spec, spec.uid, spec.tzid, None))
+    cal.add_component(_vevent(spec, spec.uid, spec.tzid, None, spec.organizer))
     for original, override in sorted(spec.overrides.items()):
-        cal.add_component(_vevent(override, spec.uid, spec.tzid, original))
+        # One organizer per series, as Exchange and Graph keep it.
+        organizer = override.organizer or spec.organizer
+        cal.add_component(_vevent(override, spec.uid, spec.tzid, original, organizer))
     return cal.to_ical().decode("utf-8")
 
 
