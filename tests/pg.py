@@ -55,12 +55,26 @@ def postgres() -> Iterator[str]:
         prefix = ["runuser", "-u", "postgres", "--"]
         shutil.chown(tmp, "postgres")
     port = _free_port()
-    subprocess.run([*prefix, initdb, "-D", str(data), "-A", "trust", "-U", "syncd", "--no-sync"],
-                   check=True, capture_output=True)
     subprocess.run(
-        [*prefix, pg_ctl, "-D", str(data), "-l", str(tmp / "pg.log"), "-w", "-o",
-         f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
-        check=True, capture_output=True,
+        [*prefix, initdb, "-D", str(data), "-A", "trust", "-U", "syncd", "--no-sync"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *prefix,
+            pg_ctl,
+            "-D",
+            str(data),
+            "-l",
+            str(tmp / "pg.log"),
+            "-w",
+            "-o",
+            f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
     )
     try:
         deadline = time.monotonic() + 30
@@ -74,5 +88,7 @@ def postgres() -> Iterator[str]:
                 time.sleep(0.05)
         yield f"postgresql+psycopg://syncd@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        subprocess.run(
+            [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+        )
         shutil.rmtree(tmp, ignore_errors=True)

@@ -22,7 +22,10 @@ WINDOW = ["--from", "2026-11-30", "--to", "2026-12-07"]
 def syncd(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "syncd", *map(str, args)],
-        capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -84,14 +87,18 @@ def test_not_a_calendar_is_one_line_naming_it(tmp_path: Path) -> None:
 
 
 def test_bad_usage_is_one_line() -> None:
-    assert_one_line_error(syncd("check", CALS / "ben.ics", "--from", "tomorrow"), "--from", "tomorrow")
+    assert_one_line_error(
+        syncd("check", CALS / "ben.ics", "--from", "tomorrow"), "--from", "tomorrow"
+    )
     assert_one_line_error(syncd("frobnicate"), "frobnicate")
 
 
 def test_check_with_bad_config_names_the_key(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text("lookahead_days = 0\n")
-    assert_one_line_error(syncd("check", "--config", cfg, CALS / "ben.ics"), "c.toml", "lookahead_days")
+    assert_one_line_error(
+        syncd("check", "--config", cfg, CALS / "ben.ics"), "c.toml", "lookahead_days"
+    )
 
 
 def test_check_config_reports_each_secret_without_its_value(tmp_path: Path) -> None:
@@ -105,9 +112,16 @@ def test_check_config_reports_each_secret_without_its_value(tmp_path: Path) -> N
     assert "ok: smtp.password (environment variable SYNCD_TEST_SMTP_PW)" in ok.stdout
     assert "s3cret" not in ok.stdout + ok.stderr
     env = {k: v for k, v in os.environ.items() if k != "SYNCD_TEST_SMTP_PW"}
-    bad = subprocess.run([sys.executable, "-m", "syncd", "check-config", "--config", str(cfg)],
-                         capture_output=True, text=True, env=env, timeout=60)
-    assert bad.returncode == 2 and "SYNCD_TEST_SMTP_PW" in bad.stderr and "Traceback" not in bad.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "syncd", "check-config", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert (
+        bad.returncode == 2 and "SYNCD_TEST_SMTP_PW" in bad.stderr and "Traceback" not in bad.stderr
+    )
 
 
 @pytest.fixture
@@ -122,8 +136,17 @@ def restore_logging() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("restore_logging")
-@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "tests" / "data" / "interop").rglob("*") if p.suffix in (".ics", ".txt") and p.name != "SOURCES.md"))
-def test_check_never_tracebacks_on_real_world_files(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "name",
+    sorted(
+        p.name
+        for p in (ROOT / "tests" / "data" / "interop").rglob("*")
+        if p.suffix in (".ics", ".txt") and p.name != "SOURCES.md"
+    ),
+)
+def test_check_never_tracebacks_on_real_world_files(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = next((ROOT / "tests" / "data" / "interop").rglob(name))
     # In-process (the same main() the console script calls) to keep 36 files fast.
     code = main(["check", str(path), "--from", "2000-01-01", "--to", "2030-01-01"])

@@ -13,8 +13,13 @@ ROOT = Path(__file__).parent.parent
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "syncd", *map(str, args)], capture_output=True,
-                          text=True, timeout=120, env=dict(os.environ))
+    return subprocess.run(
+        [sys.executable, "-m", "syncd", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ),
+    )
 
 
 def write_config(tmp_path: Path, sink: Sink, locator: Path) -> Path:

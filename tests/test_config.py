@@ -55,7 +55,10 @@ def test_example_config_is_valid() -> None:
         (BASE + "poll_interval = 1\n", "poll_interval"),
         ('timezone = "Mars/Olympus"\n' + BASE, "timezone: unknown time zone"),
         (BASE + "colour = 'red'\n", "colour: unknown key"),
-        (BASE.replace('"duty@council.example"', '"not-an-address"'), "teams[0].monitors[0]: not an email address"),
+        (
+            BASE.replace('"duty@council.example"', '"not-an-address"'),
+            "teams[0].monitors[0]: not an email address",
+        ),
         (BASE.replace('source = "cal"', 'source = "nope"'), "teams[0].staff[0].calendar.source"),
         (BASE.replace('id = "s1"', 'id = "Jo Smith"'), "teams[0].staff[0].id"),
         (BASE.replace('kind = "memory"', 'kind = "carrier-pigeon"'), "unknown source kind"),
@@ -69,7 +72,9 @@ def test_errors_name_the_file_and_key(tmp_path: Path, text: str, expected: str) 
 
 
 def test_a_secret_written_into_the_toml_is_refused_without_echoing_it(tmp_path: Path) -> None:
-    text = BASE + '\n[smtp]\nhost = "h"\nsender = "s@council.example"\npassword = "hunter2-secret"\n'
+    text = (
+        BASE + '\n[smtp]\nhost = "h"\nsender = "s@council.example"\npassword = "hunter2-secret"\n'
+    )
     msg = error_of(tmp_path, text)
     assert "smtp.password" in msg and "never the secret itself" in msg
     assert "hunter2" not in msg
@@ -85,8 +90,11 @@ def test_duplicate_staff_ids_are_refused() -> None:
     data = {
         "sources": [{"name": "cal", "kind": "memory"}],
         "teams": [
-            {"name": t, "monitors": ["m@council.example"],
-             "staff": [{"id": "s1", "name": "x", "calendar": {"source": "cal", "locator": t}}]}
+            {
+                "name": t,
+                "monitors": ["m@council.example"],
+                "staff": [{"id": "s1", "name": "x", "calendar": {"source": "cal", "locator": t}}],
+            }
             for t in ("A", "B")
         ],
     }

@@ -39,7 +39,9 @@ def test_run_notifies_systemd_and_stops_cleanly_on_sigterm(tmp_path: Path) -> No
     proc = subprocess.Popen(
         [sys.executable, "-m", "syncd", "run", "--config", str(cfg)],
         env={**os.environ, "NOTIFY_SOCKET": str(sock_path)},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         received: list[str] = []
@@ -64,7 +66,12 @@ def db_has_calendar(path: Path) -> bool:
     import sqlite3
 
     with sqlite3.connect(path) as conn:
-        return conn.execute("SELECT count(*) FROM calendars WHERE last_ok_at IS NOT NULL").fetchone()[0] == 1
+        return (
+            conn.execute("SELECT count(*) FROM calendars WHERE last_ok_at IS NOT NULL").fetchone()[
+                0
+            ]
+            == 1
+        )
 
 
 def test_a_cycle_that_crashes_does_not_end_the_service(tmp_path: Path) -> None:
@@ -78,7 +85,9 @@ def test_a_cycle_that_crashes_does_not_end_the_service(tmp_path: Path) -> None:
     cfg = parse_config({"database": f"sqlite:///{tmp_path / 's.db'}"})
     store = open_store(cfg.database)
     engine = Engine(cfg, store, None)
-    clock_calls = iter([datetime(2026, 12, 1, 9, tzinfo=UTC), None, datetime(2026, 12, 1, 9, 1, tzinfo=UTC)])
+    clock_calls = iter(
+        [datetime(2026, 12, 1, 9, tzinfo=UTC), None, datetime(2026, 12, 1, 9, 1, tzinfo=UTC)]
+    )
 
     def clock() -> datetime:
         value = next(clock_calls)

@@ -22,11 +22,24 @@ LON = ZoneInfo("Europe/London")
 T0 = datetime(2026, 12, 1, 6, 0, tzinfo=LON).astimezone(UTC)
 
 
-def visit(uid: str, summary: str, *, day: int = 1, hour: int = 10, location: str = "5 Park Row, Matlock DE4 3LT",
-          description: str = "Mob 07911 123456. Going straight home after") -> EventSpec:
+def visit(
+    uid: str,
+    summary: str,
+    *,
+    day: int = 1,
+    hour: int = 10,
+    location: str = "5 Park Row, Matlock DE4 3LT",
+    description: str = "Mob 07911 123456. Going straight home after",
+) -> EventSpec:
     start = datetime(2026, 12, 1 + day, hour, tzinfo=LON)
-    return EventSpec(uid=uid, summary=summary, start=start, end=start + timedelta(hours=1),
-                     location=location, description=description)
+    return EventSpec(
+        uid=uid,
+        summary=summary,
+        start=start,
+        end=start + timedelta(hours=1),
+        location=location,
+        description=description,
+    )
 
 
 @pytest.fixture(params=["radicale", "xandikos"])
@@ -42,24 +55,58 @@ def sink() -> Iterator[Sink]:
 
 
 class Team:
-    def __init__(self, server: SharedServer, sink: Sink, tmp_path: object, monkeypatch: pytest.MonkeyPatch):
+    def __init__(
+        self, server: SharedServer, sink: Sink, tmp_path: object, monkeypatch: pytest.MonkeyPatch
+    ):
         self.h = CalDavHarness(server)
         monkeypatch.setenv("SYNCD_E2E_PW", self.h.password)
         self.cal_a = self.h.make_calendar("amira")
         self.cal_b = self.h.make_calendar("ben")
-        self.config = parse_config({
-            "database": f"sqlite:///{tmp_path}/state.db",
-            "smtp": {"host": "127.0.0.1", "port": sink.port, "security": "none", "sender": "syncd@council.example"},
-            "notify": {"morning_report": None},
-            "sources": [{"name": "dav", "kind": "caldav", "url": server.url, "username": self.h.user,
-                         "password": {"env": "SYNCD_E2E_PW"}}],
-            "teams": [{"name": "North", "monitors": ["duty@council.example"], "staff": [
-                {"id": "s1", "name": "Amira Khan", "calendar": {"source": "dav", "locator": "/" + self.cal_a}},
-                {"id": "s2", "name": "Ben Taylor", "calendar": {"source": "dav", "locator": "/" + self.cal_b}},
-            ]}],
-        })
+        self.config = parse_config(
+            {
+                "database": f"sqlite:///{tmp_path}/state.db",
+                "smtp": {
+                    "host": "127.0.0.1",
+                    "port": sink.port,
+                    "security": "none",
+                    "sender": "syncd@council.example",
+                },
+                "notify": {"morning_report": None},
+                "sources": [
+                    {
+                        "name": "dav",
+                        "kind": "caldav",
+                        "url": server.url,
+                        "username": self.h.user,
+                        "password": {"env": "SYNCD_E2E_PW"},
+                    }
+                ],
+                "teams": [
+                    {
+                        "name": "North",
+                        "monitors": ["duty@council.example"],
+                        "staff": [
+                            {
+                                "id": "s1",
+                                "name": "Amira Khan",
+                                "calendar": {"source": "dav", "locator": "/" + self.cal_a},
+                            },
+                            {
+                                "id": "s2",
+                                "name": "Ben Taylor",
+                                "calendar": {"source": "dav", "locator": "/" + self.cal_b},
+                            },
+                        ],
+                    }
+                ],
+            }
+        )
         assert self.config.smtp is not None
-        self.engine = Engine(self.config, open_store(self.config.database), EmailNotifier(self.config.smtp, lambda _f: ""))
+        self.engine = Engine(
+            self.config,
+            open_store(self.config.database),
+            EmailNotifier(self.config.smtp, lambda _f: ""),
+        )
         self.now = T0
 
     def cycle(self):  # type: ignore[no-untyped-def]

@@ -25,8 +25,15 @@ T0 = datetime(2026, 12, 1, 6, 0, tzinfo=LON).astimezone(UTC)
 
 def visit(uid: str, summary: str, location: str) -> EventSpec:
     start = datetime(2026, 12, 2, 10, tzinfo=LON)
-    return EventSpec(uid=uid, summary=summary, start=start, end=start + timedelta(hours=1), location=location,
-                     description="Mob 07911 123456. Going straight home after", tzid="GMT Standard Time")
+    return EventSpec(
+        uid=uid,
+        summary=summary,
+        start=start,
+        end=start + timedelta(hours=1),
+        location=location,
+        description="Mob 07911 123456. Going straight home after",
+        tzid="GMT Standard Time",
+    )
 
 
 @pytest.fixture
@@ -36,7 +43,9 @@ def sink() -> Iterator[Sink]:
 
 
 @pytest.fixture(params=["ews", "graph"])
-def harness(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def harness(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Any]:
     h: Any
     if request.param == "ews":
         from tests.harness.ews import EwsHarness
@@ -57,15 +66,32 @@ def harness(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.
 def test_microsoft_calendars_through_the_daemon(harness: Any, sink: Sink, tmp_path: Path) -> None:
     mailbox = harness.make_calendar("amira")
     options = harness.options().model_dump(mode="json", exclude_none=True)
-    cfg = parse_config({
-        "database": f"sqlite:///{tmp_path / 'state.db'}",
-        "smtp": {"host": "127.0.0.1", "port": sink.port, "security": "none", "sender": "syncd@council.example"},
-        "notify": {"morning_report": None},
-        "sources": [{"name": "m", "kind": harness.kind, **options}],
-        "teams": [{"name": "North", "monitors": ["duty@council.example"], "staff": [
-            {"id": "s1", "name": "Amira Khan", "calendar": {"source": "m", "locator": mailbox}},
-        ]}],
-    })
+    cfg = parse_config(
+        {
+            "database": f"sqlite:///{tmp_path / 'state.db'}",
+            "smtp": {
+                "host": "127.0.0.1",
+                "port": sink.port,
+                "security": "none",
+                "sender": "syncd@council.example",
+            },
+            "notify": {"morning_report": None},
+            "sources": [{"name": "m", "kind": harness.kind, **options}],
+            "teams": [
+                {
+                    "name": "North",
+                    "monitors": ["duty@council.example"],
+                    "staff": [
+                        {
+                            "id": "s1",
+                            "name": "Amira Khan",
+                            "calendar": {"source": "m", "locator": mailbox},
+                        },
+                    ],
+                }
+            ],
+        }
+    )
     assert cfg.smtp is not None
     engine = Engine(cfg, open_store(cfg.database), EmailNotifier(cfg.smtp, lambda _f: ""))
     now = T0
@@ -105,7 +131,9 @@ def test_microsoft_calendars_through_the_daemon(harness: Any, sink: Sink, tmp_pa
         engine.close()
 
 
-def test_graph_mailboxes_are_synced_in_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_graph_mailboxes_are_synced_in_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from syncd.notify.memory import MemoryNotifier
     from syncd.sources.graph import GraphSource
     from tests.harness.graph import GraphHarness
@@ -116,15 +144,33 @@ def test_graph_mailboxes_are_synced_in_batches(tmp_path: Path, monkeypatch: pyte
         boxes = [h.make_calendar(f"w{i}") for i in range(25)]
         for i, box in enumerate(boxes):
             h.put(box, visit(f"v{i}", "HV", "DE1 3AB"))
-        cfg = parse_config({
-            "database": f"sqlite:///{tmp_path / 'state.db'}",
-            "notify": {"morning_report": None},
-            "sources": [{"name": "m", "kind": "graph", **h.options().model_dump(mode="json", exclude_none=True)}],
-            "teams": [{"name": "North", "monitors": ["duty@council.example"], "staff": [
-                {"id": f"s{i}", "name": f"W{i}", "calendar": {"source": "m", "locator": box}}
-                for i, box in enumerate(boxes)
-            ]}],
-        })
+        cfg = parse_config(
+            {
+                "database": f"sqlite:///{tmp_path / 'state.db'}",
+                "notify": {"morning_report": None},
+                "sources": [
+                    {
+                        "name": "m",
+                        "kind": "graph",
+                        **h.options().model_dump(mode="json", exclude_none=True),
+                    }
+                ],
+                "teams": [
+                    {
+                        "name": "North",
+                        "monitors": ["duty@council.example"],
+                        "staff": [
+                            {
+                                "id": f"s{i}",
+                                "name": f"W{i}",
+                                "calendar": {"source": "m", "locator": box},
+                            }
+                            for i, box in enumerate(boxes)
+                        ],
+                    }
+                ],
+            }
+        )
         engine = Engine(cfg, open_store(cfg.database), MemoryNotifier())
         report = engine.cycle(T0)
         src = engine.source("m")

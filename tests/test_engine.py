@@ -27,11 +27,23 @@ T0 = datetime(2026, 12, 1, 6, 0, tzinfo=LON).astimezone(UTC)
 GOOD_DESC = "Contact: 07911 123456\nGoing straight home after"
 
 
-def visit(uid: str, summary: str, day: int, hour: int, location: str = "12 Acacia Avenue, Derby DE1 3AB",
-          description: str = GOOD_DESC) -> EventSpec:
+def visit(
+    uid: str,
+    summary: str,
+    day: int,
+    hour: int,
+    location: str = "12 Acacia Avenue, Derby DE1 3AB",
+    description: str = GOOD_DESC,
+) -> EventSpec:
     start = datetime(2026, 12, 1 + day, hour, 0, tzinfo=LON)
-    return EventSpec(uid=uid, summary=summary, start=start, end=start + timedelta(hours=1),
-                     location=location, description=description)
+    return EventSpec(
+        uid=uid,
+        summary=summary,
+        start=start,
+        end=start + timedelta(hours=1),
+        location=location,
+        description=description,
+    )
 
 
 @pytest.fixture
@@ -43,7 +55,12 @@ def sink() -> Iterator[Sink]:
 def make_config(tmp_path: Path, sink: Sink, **extra: object) -> Config:
     data: dict[str, object] = {
         "database": f"sqlite:///{tmp_path / 'state.db'}",
-        "smtp": {"host": "127.0.0.1", "port": sink.port, "security": "none", "sender": "syncd@council.example"},
+        "smtp": {
+            "host": "127.0.0.1",
+            "port": sink.port,
+            "security": "none",
+            "sender": "syncd@council.example",
+        },
         "notify": {"morning_report": "07:30:00"},
         "sources": [{"name": "mem", "kind": "memory"}],
         "teams": [
@@ -51,9 +68,17 @@ def make_config(tmp_path: Path, sink: Sink, **extra: object) -> Config:
                 "name": "North",
                 "monitors": ["duty@council.example"],
                 "staff": [
-                    {"id": "s1", "name": "Amira Khan", "email": "amira@council.example",
-                     "calendar": {"source": "mem", "locator": "amira"}},
-                    {"id": "s2", "name": "Ben Taylor", "calendar": {"source": "mem", "locator": "ben"}},
+                    {
+                        "id": "s1",
+                        "name": "Amira Khan",
+                        "email": "amira@council.example",
+                        "calendar": {"source": "mem", "locator": "amira"},
+                    },
+                    {
+                        "id": "s2",
+                        "name": "Ben Taylor",
+                        "calendar": {"source": "mem", "locator": "ben"},
+                    },
                 ],
             }
         ],
@@ -76,8 +101,12 @@ class World:
 
     def restart(self) -> Engine:
         assert self.config.smtp is not None
-        self.engine = Engine(self.config, open_store(self.config.database),
-                             EmailNotifier(self.config.smtp, lambda _f: ""), sources={"mem": self.server})
+        self.engine = Engine(
+            self.config,
+            open_store(self.config.database),
+            EmailNotifier(self.config.smtp, lambda _f: ""),
+            sources={"mem": self.server},
+        )
         return self.engine
 
     def put(self, locator: str, spec: EventSpec) -> None:
@@ -90,9 +119,13 @@ class World:
 
 def test_new_findings_reach_the_monitor_once_as_one_digest(tmp_path: Path, sink: Sink) -> None:
     w = World(tmp_path, sink)
-    w.put("amira", visit("a1", "HV Patel family", 1, 10, location="12 Acacia Avenue, Derby"))  # no postcode
+    w.put(
+        "amira", visit("a1", "HV Patel family", 1, 10, location="12 Acacia Avenue, Derby")
+    )  # no postcode
     w.put("amira", visit("a2", "HV", 2, 10))  # nobody named
-    w.put("ben", visit("b1", "HV Smith", 1, 11, description="Tel 07400 123456"))  # last of day, no return
+    w.put(
+        "ben", visit("b1", "HV Smith", 1, 11, description="Tel 07400 123456")
+    )  # last of day, no return
     report = w.cycle()
     assert report.new_findings == 3
     msgs = sink.take()
@@ -112,7 +145,9 @@ def test_a_fix_is_noticed_and_reported_as_fixed(tmp_path: Path, sink: Sink) -> N
     w.put("amira", visit("a1", "HV Patel family", 1, 10, location="12 Acacia Avenue, Derby"))
     w.cycle()
     sink.take()
-    w.put("amira", visit("a1", "HV Patel family", 1, 10, location="12 Acacia Avenue, Derby DE1 3AB"))
+    w.put(
+        "amira", visit("a1", "HV Patel family", 1, 10, location="12 Acacia Avenue, Derby DE1 3AB")
+    )
     report = w.cycle()
     assert report.resolved_findings == 1
     msgs = sink.take()
@@ -132,7 +167,9 @@ def test_deleted_entry_closes_its_findings_quietly(tmp_path: Path, sink: Sink) -
     assert sink.take() == []
 
 
-def test_transient_failures_become_a_blind_spot_once_then_recover(tmp_path: Path, sink: Sink) -> None:
+def test_transient_failures_become_a_blind_spot_once_then_recover(
+    tmp_path: Path, sink: Sink
+) -> None:
     w = World(tmp_path, sink)
     w.put("amira", visit("a1", "HV Patel family", 1, 10))
     w.cycle()
@@ -162,7 +199,9 @@ def test_auth_failure_is_a_blind_spot_at_once(tmp_path: Path, sink: Sink) -> Non
     assert "not being tracked" in sink.take()[0]["Subject"]
 
 
-def test_a_calendar_that_suddenly_returns_nothing_keeps_its_visits(tmp_path: Path, sink: Sink) -> None:
+def test_a_calendar_that_suddenly_returns_nothing_keeps_its_visits(
+    tmp_path: Path, sink: Sink
+) -> None:
     w = World(tmp_path, sink, empty_grace_minutes=60)
     w.put("amira", visit("a1", "HV", 1, 10))
     w.cycle()
@@ -200,7 +239,9 @@ def test_smtp_outage_loses_nothing_and_sends_nothing_twice(tmp_path: Path, sink:
     assert sink.take() == []
 
 
-def test_permanent_smtp_refusal_is_not_retried_forever(tmp_path: Path, sink: Sink, caplog: pytest.LogCaptureFixture) -> None:
+def test_permanent_smtp_refusal_is_not_retried_forever(
+    tmp_path: Path, sink: Sink, caplog: pytest.LogCaptureFixture
+) -> None:
     w = World(tmp_path, sink)
     w.put("amira", visit("a1", "HV", 1, 10))
     sink.reply = "554 5.7.1 rejected"
@@ -243,7 +284,9 @@ def test_morning_report_once_a_day_with_today_and_tomorrow(tmp_path: Path, sink:
     assert any("morning report" in m["Subject"] for m in sink.take())
 
 
-def test_day_rollover_closes_past_findings_without_calling_them_fixed(tmp_path: Path, sink: Sink) -> None:
+def test_day_rollover_closes_past_findings_without_calling_them_fixed(
+    tmp_path: Path, sink: Sink
+) -> None:
     w = World(tmp_path, sink, notify={"morning_report": None})
     w.put("amira", visit("a1", "HV", 0, 10))
     w.put("amira", visit("a2", "HV Smith", 3, 10))
@@ -265,7 +308,9 @@ def test_nudges_go_to_the_worker_when_enabled(tmp_path: Path, sink: Sink) -> Non
     assert "Please complete 1 visit entry" in nudge["Subject"]
 
 
-def test_no_personal_data_in_logs_at_info(tmp_path: Path, sink: Sink, caplog: pytest.LogCaptureFixture) -> None:
+def test_no_personal_data_in_logs_at_info(
+    tmp_path: Path, sink: Sink, caplog: pytest.LogCaptureFixture
+) -> None:
     w = World(tmp_path, sink)
     w.put("amira", visit("a1", "HV Patel family", 1, 10, location="12 Acacia Avenue, Derby"))
     w.server.fail = None
@@ -287,7 +332,9 @@ def test_html_part_escapes_entry_text(tmp_path: Path, sink: Sink) -> None:
     assert "<script>" not in html and "&lt;script&gt;" in html
 
 
-def test_a_finding_fixed_then_broken_again_is_reported_again_once(tmp_path: Path, sink: Sink) -> None:
+def test_a_finding_fixed_then_broken_again_is_reported_again_once(
+    tmp_path: Path, sink: Sink
+) -> None:
     w = World(tmp_path, sink)
     broken = visit("a1", "HV Patel family", 1, 10, location="12 Acacia Avenue, Derby")
     w.put("amira", broken)
@@ -304,7 +351,9 @@ def test_a_finding_fixed_then_broken_again_is_reported_again_once(tmp_path: Path
     assert sink.take() == []
 
 
-def test_a_calendar_that_comes_back_within_the_grace_is_announced(tmp_path: Path, sink: Sink) -> None:
+def test_a_calendar_that_comes_back_within_the_grace_is_announced(
+    tmp_path: Path, sink: Sink
+) -> None:
     w = World(tmp_path, sink, empty_grace_minutes=60)
     w.put("amira", visit("a1", "HV", 1, 10))
     w.cycle()

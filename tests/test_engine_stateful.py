@@ -35,12 +35,21 @@ T0 = datetime(2026, 10, 23, 7, 0, tzinfo=LON).astimezone(UTC)  # the clocks go b
 CALS = {"s1": "amira", "s2": "ben"}
 UIDS = ["v1", "v2"]
 VARIANTS = {
-    "good": dict(summary="HV Patel family", location="1 Mill Lane, Belper DE56 1AA",
-                 description="Mob 07911 123456. Going straight home after"),
-    "no-postcode": dict(summary="HV Patel family", location="1 Mill Lane, Belper",
-                        description="Mob 07911 123456. Going straight home after"),
-    "no-who": dict(summary="HV", location="1 Mill Lane, Belper DE56 1AA",
-                   description="Mob 07911 123456. Going straight home after"),
+    "good": dict(
+        summary="HV Patel family",
+        location="1 Mill Lane, Belper DE56 1AA",
+        description="Mob 07911 123456. Going straight home after",
+    ),
+    "no-postcode": dict(
+        summary="HV Patel family",
+        location="1 Mill Lane, Belper",
+        description="Mob 07911 123456. Going straight home after",
+    ),
+    "no-who": dict(
+        summary="HV",
+        location="1 Mill Lane, Belper DE56 1AA",
+        description="Mob 07911 123456. Going straight home after",
+    ),
     "no-return": dict(summary="Visit: Jones", location="DE4 3LT", description="Tel 01332 123456"),
     "not-a-visit": dict(summary="Team meeting", location="", description=""),
 }
@@ -50,15 +59,24 @@ class EngineMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.tmp = tempfile.TemporaryDirectory()
-        self.config = parse_config({
-            "database": f"sqlite:///{Path(self.tmp.name) / 'state.db'}",
-            "blind_after": 2,
-            "empty_grace_minutes": 30,
-            "sources": [{"name": "mem", "kind": "memory"}],
-            "teams": [{"name": "North", "monitors": ["duty@council.example"], "staff": [
-                {"id": k, "name": k, "calendar": {"source": "mem", "locator": v}} for k, v in CALS.items()
-            ]}],
-        })
+        self.config = parse_config(
+            {
+                "database": f"sqlite:///{Path(self.tmp.name) / 'state.db'}",
+                "blind_after": 2,
+                "empty_grace_minutes": 30,
+                "sources": [{"name": "mem", "kind": "memory"}],
+                "teams": [
+                    {
+                        "name": "North",
+                        "monitors": ["duty@council.example"],
+                        "staff": [
+                            {"id": k, "name": k, "calendar": {"source": "mem", "locator": v}}
+                            for k, v in CALS.items()
+                        ],
+                    }
+                ],
+            }
+        )
         self.server = MemorySource()
         self.server.calendars = {v: {} for v in CALS.values()}
         self.notifier = MemoryNotifier()
@@ -68,14 +86,27 @@ class EngineMachine(RuleBasedStateMachine):
         self.healthy_since_change = False
 
     def _engine(self) -> Engine:
-        return Engine(self.config, open_store(self.config.database), self.notifier, sources={"mem": self.server})
+        return Engine(
+            self.config,
+            open_store(self.config.database),
+            self.notifier,
+            sources={"mem": self.server},
+        )
 
     # --- the world changes -------------------------------------------------------------
-    @rule(cal=st.sampled_from(sorted(CALS.values())), uid=st.sampled_from(UIDS),
-          variant=st.sampled_from(sorted(VARIANTS)), day=st.integers(0, 2), hour=st.sampled_from([9, 14]))
+    @rule(
+        cal=st.sampled_from(sorted(CALS.values())),
+        uid=st.sampled_from(UIDS),
+        variant=st.sampled_from(sorted(VARIANTS)),
+        day=st.integers(0, 2),
+        hour=st.sampled_from([9, 14]),
+    )
     def put(self, cal: str, uid: str, variant: str, day: int, hour: int) -> None:
-        start = datetime.combine(self.now.astimezone(LON).date() + timedelta(days=day),
-                                 datetime.min.time().replace(hour=hour), tzinfo=LON)
+        start = datetime.combine(
+            self.now.astimezone(LON).date() + timedelta(days=day),
+            datetime.min.time().replace(hour=hour),
+            tzinfo=LON,
+        )
         spec = EventSpec(uid=uid, start=start, end=start + timedelta(hours=1), **VARIANTS[variant])
         self.server.put(cal, f"{uid}.ics", spec_to_ical(spec))
 
@@ -124,7 +155,9 @@ class EngineMachine(RuleBasedStateMachine):
         occs = []
         for item in self.server.calendars[CALS[cal_key]].values():
             occs.extend(parse_ical(item.data, window=window, tz=LON).occurrences)
-        result = rules.check(occs, calendar=cal_key, tz=LON, window=window, config=self.config.rules)
+        result = rules.check(
+            occs, calendar=cal_key, tz=LON, window=window, config=self.config.rules
+        )
         return {f.key for f in result.findings}
 
     @precondition(lambda self: self.server.fail is None)
@@ -162,7 +195,9 @@ class EngineMachine(RuleBasedStateMachine):
 
 
 EngineMachine.TestCase.settings = settings(
-    max_examples=40, stateful_step_count=25, deadline=None,
+    max_examples=40,
+    stateful_step_count=25,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestEngine = EngineMachine.TestCase

@@ -20,8 +20,13 @@ def test_journal_stream_gets_priority_prefixes(tmp_path: Path) -> None:
     with err_path.open("wb") as err:
         st = os.fstat(err.fileno())
         env = {**os.environ, "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
-        subprocess.run([sys.executable, "-m", "syncd", "once", "--config", str(cfg)],
-                       stdout=subprocess.DEVNULL, stderr=err, env=env, timeout=120)
+        subprocess.run(
+            [sys.executable, "-m", "syncd", "once", "--config", str(cfg)],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=env,
+            timeout=120,
+        )
     lines = [line for line in err_path.read_text().splitlines() if line]
     assert lines, "nothing logged"
     assert all(line[:3] in ("<2>", "<3>", "<4>", "<6>", "<7>") for line in lines), lines
@@ -30,8 +35,12 @@ def test_journal_stream_gets_priority_prefixes(tmp_path: Path) -> None:
 
 
 def test_a_missing_config_is_one_plain_line(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "syncd", "once", "--config", str(tmp_path / "absent.toml")],
-                       capture_output=True, text=True, timeout=120,
-                       env={k: v for k, v in os.environ.items() if k != "JOURNAL_STREAM"})
+    r = subprocess.run(
+        [sys.executable, "-m", "syncd", "once", "--config", str(tmp_path / "absent.toml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "JOURNAL_STREAM"},
+    )
     assert r.returncode == 2
     assert r.stderr.startswith("syncd: error: ") and "absent.toml" in r.stderr

@@ -21,7 +21,15 @@ def test_migrations_create_the_schema_and_are_idempotent(tmp_path: Path) -> None
     store.close()
     store = open_store(url)  # second open: nothing to do, nothing broken
     tables = set(inspect(store.engine).get_table_names())
-    assert {"calendars", "items", "visits", "findings", "outbox", "reports", "alembic_version"} <= tables
+    assert {
+        "calendars",
+        "items",
+        "visits",
+        "findings",
+        "outbox",
+        "reports",
+        "alembic_version",
+    } <= tables
 
 
 def test_sync_writes_and_locator_change(tmp_path: Path) -> None:
@@ -31,7 +39,9 @@ def test_sync_writes_and_locator_change(tmp_path: Path) -> None:
     store.apply_changes("s1", ChangeSet(full=True, upserts=[item], state="tok1"), NOW)
     assert store.known("s1") == {"/a/1.ics": '"1"'}
     assert store.calendar("s1").sync_state == "tok1"  # type: ignore[union-attr]
-    store.apply_changes("s1", ChangeSet(full=False, upserts=[], deletes=["/a/1.ics"], state="tok2"), NOW)
+    store.apply_changes(
+        "s1", ChangeSet(full=False, upserts=[], deletes=["/a/1.ics"], state="tok2"), NOW
+    )
     assert store.known("s1") == {}
     store.apply_changes("s1", ChangeSet(full=True, upserts=[item], state="tok3"), NOW)
     # The worker's calendar moved: old items and the sync token must not be reused.

@@ -17,7 +17,9 @@ from tests import pg
 from tests.harness.ical_build import spec_to_ical
 from tests.test_engine import T0, visit
 
-pytestmark = pytest.mark.skipif(not pg.available(), reason="PostgreSQL server binaries not installed")
+pytestmark = pytest.mark.skipif(
+    not pg.available(), reason="PostgreSQL server binaries not installed"
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +29,26 @@ def pg_url() -> Iterator[str]:
 
 
 def test_engine_on_postgres(pg_url: str, tmp_path: Path) -> None:
-    cfg = parse_config({
-        "database": pg_url,
-        "notify": {"morning_report": "07:30:00"},
-        "sources": [{"name": "mem", "kind": "memory"}],
-        "teams": [{"name": "North", "monitors": ["duty@council.example"], "staff": [
-            {"id": "s1", "name": "Amira Khan", "calendar": {"source": "mem", "locator": "amira"}},
-        ]}],
-    })
+    cfg = parse_config(
+        {
+            "database": pg_url,
+            "notify": {"morning_report": "07:30:00"},
+            "sources": [{"name": "mem", "kind": "memory"}],
+            "teams": [
+                {
+                    "name": "North",
+                    "monitors": ["duty@council.example"],
+                    "staff": [
+                        {
+                            "id": "s1",
+                            "name": "Amira Khan",
+                            "calendar": {"source": "mem", "locator": "amira"},
+                        },
+                    ],
+                }
+            ],
+        }
+    )
     server = MemorySource()
     server.calendars = {"amira": {}}
     notifier = MemoryNotifier()

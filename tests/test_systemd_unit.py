@@ -28,8 +28,17 @@ def test_unit_is_notify_with_watchdog_credentials_and_hardening() -> None:
     assert d["StateDirectory"] == ["syncd"]
     assert d["User"] == ["syncd"] and d["DynamicUser"] == ["yes"]
     assert any(v.startswith("caldav-password:") for v in d["LoadCredential"])
-    for key in ("NoNewPrivileges", "PrivateTmp", "ProtectHome", "PrivateDevices", "RestrictSUIDSGID",
-                "ProtectKernelTunables", "ProtectKernelModules", "ProtectControlGroups", "LockPersonality"):
+    for key in (
+        "NoNewPrivileges",
+        "PrivateTmp",
+        "ProtectHome",
+        "PrivateDevices",
+        "RestrictSUIDSGID",
+        "ProtectKernelTunables",
+        "ProtectKernelModules",
+        "ProtectControlGroups",
+        "LockPersonality",
+    ):
         assert d[key] == ["yes"], key
     assert d["ProtectSystem"] == ["strict"]
     assert d["CapabilityBoundingSet"] == [""]
@@ -37,8 +46,12 @@ def test_unit_is_notify_with_watchdog_credentials_and_hardening() -> None:
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_systemd_analyze_security_rates_the_unit_ok() -> None:
-    r = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(UNIT)],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", str(UNIT)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", r.stdout + r.stderr)
     if m is None:
         pytest.skip("this systemd-analyze cannot rate unit files offline")
