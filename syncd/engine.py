@@ -369,6 +369,13 @@ class Engine:
                         | {"rule": f0.rule, "summary": f0.summary, "start": f0.start},
                     )
                 )
+        # An unreadable entry has no date of its own and is dated at today's window start;
+        # moving it along each day keeps it in the morning report until it is fixed.
+        redated = [
+            (f.key, f.start.isoformat(), utc_start(f.start))
+            for f in findings
+            if f.key in open_ and open_[f.key].start != f.start.isoformat()
+        ]
         self.store.save_evaluation(
             key,
             day=local_day(now, self.tz).isoformat(),
@@ -376,6 +383,7 @@ class Engine:
             visits=result.visits,
             new=[(f, utc_start(f.start)) for f in diff.new],
             resolved=diff.resolved,
+            redated=redated,
             events=events,
         )
         report.evaluated += 1

@@ -368,3 +368,24 @@ def test_a_calendar_that_comes_back_within_the_grace_is_announced(
     msgs = sink.take()
     assert len(msgs) == 1 and "entries back" in Sink.text(msgs[0])
     assert len(w.engine.store.open_findings("s1")) == 1  # the held finding never closed
+
+
+def test_an_unreadable_entry_stays_in_every_morning_report_until_fixed(
+    tmp_path: Path, sink: Sink
+) -> None:
+    w = World(tmp_path, sink)
+    broken = (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:bad1\r\nSUMMARY:HV Smith\r\n"
+        "DTSTART:garbage\r\nDTEND:20261202T110000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    w.server.put("amira", "bad1.ics", broken)
+    w.put("amira", visit("a1", "HV Patel family", 3, 10))
+    w.cycle()
+    first = Sink.text(sink.take()[0])
+    assert "HV Smith" in first and "cannot be read" in first
+    for day in range(3):
+        w.cycle(timedelta(hours=1, minutes=29) if day == 0 else timedelta(hours=24))
+        morning = [m for m in sink.take() if "morning report" in m["Subject"]]
+        assert len(morning) == 1, day
+        assert "HV Smith" in Sink.text(morning[0]), day
+    assert [f.rule for f in w.engine.store.open_findings("s1").values()] == ["unreadable-entry"]

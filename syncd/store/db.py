@@ -339,11 +339,13 @@ class Store:
         new: Sequence[tuple[Finding, datetime]],
         resolved: Iterable[tuple[str, str]],
         events: Sequence[tuple[str, str, str | None, dict[str, Any]]],
+        redated: Iterable[tuple[str, str, datetime]] = (),
     ) -> None:
         """One transaction: visits as seen, new and resolved findings, and their outbox rows.
 
         ``new`` pairs each finding with its start in UTC; ``resolved`` is (finding key,
-        resolution); ``events`` are outbox rows (kind, team, recipient, payload).
+        resolution); ``redated`` is (finding key, start, start in UTC) for open findings whose
+        date moved; ``events`` are outbox rows (kind, team, recipient, payload).
         """
         with self.engine.begin() as conn:
             conn.execute(delete(t.visits).where(t.visits.c.calendar == key))
@@ -387,6 +389,12 @@ class Store:
                         }
                         for f, start_utc in new
                     ],
+                )
+            for fkey, start, start_utc in redated:
+                conn.execute(
+                    update(t.findings)
+                    .where(t.findings.c.key == fkey, t.findings.c.resolved_at.is_(None))
+                    .values(start=start, start_utc=start_utc)
                 )
             for fkey, resolution in resolved:
                 conn.execute(
