@@ -29,27 +29,13 @@ from syncd.ical import (
 )
 from syncd.ical_fast import scan
 from syncd.sources.base import Window
+from tests.test_ical import GMT_VTZ
 
 LONDON = ZoneInfo("Europe/London")
 UTC = ZoneInfo("UTC")
 NEW_YORK = ZoneInfo("America/New_York")
 
-GMT_VTZ = """BEGIN:VTIMEZONE
-TZID:GMT Standard Time
-BEGIN:STANDARD
-DTSTART:16010101T020000
-TZOFFSETFROM:+0100
-TZOFFSETTO:+0000
-RRULE:FREQ=YEARLY;INTERVAL=1;BYDAY=-1SU;BYMONTH=10
-END:STANDARD
-BEGIN:DAYLIGHT
-DTSTART:16010101T010000
-TZOFFSETFROM:+0000
-TZOFFSETTO:+0100
-RRULE:FREQ=YEARLY;INTERVAL=1;BYDAY=-1SU;BYMONTH=3
-END:DAYLIGHT
-END:VTIMEZONE
-"""
+# Outlook's own definition of "GMT Standard Time", shared with the full-path tests.
 
 # Clock changes: London (last Sundays of March/October) and New York (Mar 8, Nov 1 2026).
 CHANGES = [date(2025, 3, 30), date(2025, 10, 26), date(2026, 3, 29), date(2026, 10, 25)]
