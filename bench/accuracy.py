@@ -30,9 +30,9 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from syncd import extract as extract_mod
-from syncd.model import Occurrence
-from syncd.rules import RulesConfig, check
+from syncd.domain import extract as extract_mod
+from syncd.domain.model import Occurrence
+from syncd.domain.rules import RulesConfig, check
 from syncd.sources.base import Window
 from tests.corpus_loader import load_cases, run_corpus, score
 

@@ -10,7 +10,7 @@ of 10-20 entries, in two layouts:
 * file:    one ICS file per calendar (a published feed or an export).
 
 Prints the median of ``--runs`` runs in events per second for parse alone, parse + check
-as the daemon's first cycle does it (``syncd.extract``'s memo cleared before every run)
+as the daemon's first cycle does it (``syncd.domain.extract``'s memo cleared before every run)
 and parse + recheck (memo warm: later cycles over the same entries).
 Target (issue): >= 20,000 events/s for parse + check.
 
@@ -26,7 +26,7 @@ Results 2026-11-25, shared 2-core box, medians of 5 runs, 10,000 events (objects
       parse + recheck          20.0k/24.3k  24.6k/28.8k
 
 "before" is commit 8bb25f9 (series through icalendar + recurring-ical-events), "after"
-the fast lane's own series expansion (syncd/ical_series.py). The first check alone costs
+the fast lane's own series expansion (syncd/parse/series.py). The first check alone costs
 about 50 us per entry (extract), so parse + first check stays below 20k whatever the parser.
 """
 
@@ -41,9 +41,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from syncd import rules
-from syncd.extract import _extract
-from syncd.ical import parse_ical
+from syncd.domain import rules
+from syncd.domain.extract import _extract
+from syncd.parse.ical import parse_ical
 from syncd.sources.base import Window
 
 LONDON = ZoneInfo("Europe/London")
@@ -125,7 +125,7 @@ def run(
     cals: list[list[str]], layout: str, with_check: bool, warm: bool = False
 ) -> tuple[float, int, int]:
     """One timed pass. Unless ``warm``, the check starts as the daemon's first cycle does,
-    with nothing memoised by ``syncd.extract`` from an earlier pass."""
+    with nothing memoised by ``syncd.domain.extract`` from an earlier pass."""
     config = rules.RulesConfig()
     texts = (
         [[HEAD + ev + TAIL for ev in cal] for cal in cals]

@@ -117,9 +117,9 @@ def worker_daemon(url: str, calendars: int, threads: int) -> Callable[[], dict[s
     import tempfile
 
     from syncd.config import parse_config
-    from syncd.engine import Engine
     from syncd.notify.memory import MemoryNotifier
     from syncd.store import open_store
+    from syncd.track.engine import Engine
 
     os.environ["SYNCD_BENCH_PW"] = PASSWORD
     tmp = tempfile.mkdtemp(prefix="syncd-bench-")
@@ -422,7 +422,7 @@ def main() -> None:
         worker_main(args.worker, args.url, args.calendars, args.threads)
         return
 
-    from syncd.devserver import start_radicale
+    from syncd.app.devserver import start_radicale
 
     work = Path(tempfile.mkdtemp(prefix="syncd-bench-"))
     try:

@@ -24,11 +24,12 @@ from pydantic import (
     model_validator,
 )
 
-from . import sources
-from .errors import ConfigError
-from .rules import RulesConfig
-from .secrets import SecretRef
-from .sources.base import SourceOptions
+from syncd import sources
+from syncd.domain.rules import RulesConfig
+from syncd.errors import ConfigError
+from syncd.notify.email import SmtpOptions
+from syncd.secrets import SecretRef
+from syncd.sources.base import SourceOptions
 
 _EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -98,24 +99,6 @@ class OfficeHours(_Strict):
         default_factory=lambda: list(WEEKDAYS[:5]),
         description="Working days.",
     )
-
-
-class Smtp(_Strict):
-    host: str = Field(description="SMTP server host.")
-    port: int = Field(587, ge=1, le=65535)
-    security: Literal["starttls", "tls", "none"] = Field(
-        "starttls",
-        description="'starttls' (port 587), 'tls' (port 465) or 'none' (loopback relays only).",
-    )
-    username: str | None = None
-    password: SecretRef | None = Field(None, description="Where the SMTP password lives.")
-    sender: str = Field(description="From: address of syncd's emails.")
-    timeout: float = Field(30.0, gt=0)
-
-    @field_validator("sender")
-    @classmethod
-    def _sender(cls, v: str) -> str:
-        return _check_email(v)
 
 
 class Notify(_Strict):
@@ -230,7 +213,9 @@ class Config(_Strict):
         "textfile collector), e.g. /var/lib/prometheus/node-exporter/syncd.prom.",
     )
     office_hours: OfficeHours = Field(default_factory=OfficeHours)
-    smtp: Smtp | None = None
+    smtp: SmtpOptions | None = Field(
+        None, description="Outgoing mail relay; without it nobody is told."
+    )
     webhook: Webhook | None = Field(
         None, description="Optional Microsoft Graph change notifications; omit to poll only."
     )

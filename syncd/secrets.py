@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from .errors import ConfigError
+from syncd.errors import ConfigError
 
 
 class SecretRef(BaseModel):

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from syncd.model import Finding, Occurrence
-from syncd.rules import RULE_IDS, RulesConfig, check
+from syncd.domain.model import Finding, Occurrence
+from syncd.domain.rules import RULE_IDS, RulesConfig, check
 from syncd.sources.base import Window
 
 CORPUS_DIR = Path(__file__).parent / "corpus"

@@ -16,7 +16,7 @@ from functools import lru_cache
 import phonenumbers
 from phonenumbers import PhoneMetadata
 
-from syncd.model import Occurrence
+from syncd.domain.model import Occurrence
 
 DEFAULT_PREFIXES: tuple[str, ...] = ("home visit", "hv", "visit")
 

@@ -1,6 +1,6 @@
 """Real CalDAV servers for tests: one per session, many users and calendars inside it.
 
-The launchers live in :mod:`syncd.devserver` (the demo needs them from the installed
+The launchers live in :mod:`syncd.app.devserver` (the demo needs them from the installed
 package). This module adds per-test accounts so that a test breaking its own password
 cannot disturb the next test on the shared server.
 """
@@ -11,7 +11,7 @@ import itertools
 import threading
 from pathlib import Path
 
-from syncd.devserver import DevServer, start_radicale, start_xandikos
+from syncd.app.devserver import DevServer, start_radicale, start_xandikos
 
 
 class SharedServer:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.cli import main
+from syncd.app.cli import main
 
 ROOT = Path(__file__).parent.parent
 CALS = ROOT / "config" / "calendars"

@@ -77,10 +77,10 @@ def db_has_calendar(path: Path) -> bool:
 def test_a_cycle_that_crashes_does_not_end_the_service(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
+    from syncd.app.daemon import Daemon
     from syncd.config import parse_config
-    from syncd.daemon import Daemon
-    from syncd.engine import Engine
     from syncd.store import open_store
+    from syncd.track.engine import Engine
 
     cfg = parse_config({"database": f"sqlite:///{tmp_path / 's.db'}"})
     store = open_store(cfg.database)

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from syncd.config import parse_config
-from syncd.engine import Engine
 from syncd.notify.email import EmailNotifier
 from syncd.store import open_store
+from syncd.track.engine import Engine
 from tests.harness import EventSpec
 from tests.harness.caldav import CalDavHarness
 from tests.servers import SharedServer

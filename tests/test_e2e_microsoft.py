@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from syncd.config import parse_config
-from syncd.engine import Engine
 from syncd.notify.email import EmailNotifier
 from syncd.store import open_store
+from syncd.track.engine import Engine
 from tests.harness import EventSpec
 from tests.smtp_sink import Sink, smtp_sink
 
@@ -135,7 +135,7 @@ def test_graph_mailboxes_are_synced_in_batches(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from syncd.notify.memory import MemoryNotifier
-    from syncd.sources.graph import GraphSource
+    from syncd.sources.graph.source import GraphSource
     from tests.harness.graph import GraphHarness
 
     h = GraphHarness(tmp_path)

@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from syncd.config import Config, parse_config
-from syncd.engine import Engine
 from syncd.errors import AuthError, SourceError
 from syncd.notify.email import EmailNotifier
 from syncd.sources.memory import MemorySource
 from syncd.store import open_store
+from syncd.track.engine import Engine
 from tests.harness import EventSpec
 from tests.harness.ical_build import spec_to_ical
 from tests.smtp_sink import Sink, smtp_sink

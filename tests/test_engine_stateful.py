@@ -17,16 +17,16 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from sqlalchemy import func, select
 
-from syncd import rules
 from syncd.config import parse_config
-from syncd.engine import Engine
+from syncd.domain import rules
+from syncd.domain.tracking import window_for
 from syncd.errors import NotifyError, SourceError
-from syncd.ical import parse_ical
 from syncd.notify.memory import MemoryNotifier
+from syncd.parse.ical import parse_ical
 from syncd.sources.memory import MemorySource
 from syncd.store import open_store
 from syncd.store import schema as t
-from syncd.tracking import window_for
+from syncd.track.engine import Engine
 from tests.harness import EventSpec
 from tests.harness.ical_build import spec_to_ical
 

@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
+from syncd.domain.model import Occurrence, RawItem
 from syncd.errors import AuthError, SourceError
-from syncd.model import Occurrence, RawItem
 from syncd.sources import load
 from syncd.sources.base import ChangeSet, Source, Window
 from syncd.sources.ews import EwsSource, html_to_text

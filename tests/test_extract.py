@@ -1,4 +1,4 @@
-"""Field extraction from real-looking entry text (syncd.extract)."""
+"""Field extraction from real-looking entry text (syncd.domain.extract)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncd import extract as ex
-from syncd.extract import VisitFields, extract, valid_postcode, valid_uk_nsn
-from syncd.model import Occurrence
+from syncd.domain import extract as ex
+from syncd.domain.extract import VisitFields, extract, valid_postcode, valid_uk_nsn
+from syncd.domain.model import Occurrence
 
 TZ = ZoneInfo("Europe/London")
 START = datetime(2025, 3, 3, 10, 0, tzinfo=TZ)

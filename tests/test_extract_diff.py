@@ -1,6 +1,6 @@
 """The optimised extractor answers exactly as the reference one did (differential tests).
 
-tests/reference_extract.py is a verbatim copy of syncd/extract.py before the speed work
+tests/reference_extract.py is a verbatim copy of syncd/domain/extract.py before the speed work
 (commit 74ea646); every speed-up must keep ``extract`` returning the very same VisitFields.
 """
 
@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syncd import extract as new
-from syncd.model import Occurrence
+from syncd.domain import extract as new
+from syncd.domain.model import Occurrence
 from tests import reference_extract as ref
 from tests.corpus_loader import load_cases
 

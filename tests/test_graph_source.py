@@ -16,12 +16,13 @@ from urllib.parse import parse_qs, urlsplit
 import pydantic
 import pytest
 
+from syncd.domain.model import Occurrence
 from syncd.errors import AuthError, InputError, SourceError
-from syncd.model import Occurrence
 from syncd.secrets import SecretRef
-from syncd.sources import graph_map, graph_notify
 from syncd.sources.base import ChangeSet, Window
-from syncd.sources.graph import GraphOptions, GraphSource, SyncRequest
+from syncd.sources.graph import mapping as graph_map
+from syncd.sources.graph import notify as graph_notify
+from syncd.sources.graph.source import GraphOptions, GraphSource, SyncRequest
 from tests.fakes.graph_server import FakeGraph, Reply
 from tests.harness import EventSpec
 from tests.harness.graph import GraphHarness
@@ -635,7 +636,7 @@ def test_no_personal_data_in_logs_or_errors(
     h.server.deny(ADDRESS)
     with pytest.raises(SourceError) as info:
         h.graph_source().sync(ADDRESS, None, {}, WINDOW)
-    # syncd at INFO and up; libraries (httpx logs URLs at INFO) at WARNING, as syncd.logs sets.
+    # syncd at INFO and up; libraries (httpx logs URLs at INFO) at WARNING, as syncd.app.logs sets.
     texts = [
         r.getMessage()
         for r in caplog.records

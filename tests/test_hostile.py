@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from syncd.errors import InputError
-from syncd.ical import DEFAULT_LIMITS, Limits, ParseResult, parse_ical
+from syncd.parse.ical import DEFAULT_LIMITS, Limits, ParseResult, parse_ical
 from syncd.sources.base import Window
 
 UTC = ZoneInfo("UTC")

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from syncd.errors import InputError
-from syncd.ical import DEFAULT_LIMITS, Limits, parse_ical
+from syncd.parse.ical import DEFAULT_LIMITS, Limits, parse_ical
+from syncd.parse.timezones import resolve_tzid, zone_from_windows
 from syncd.sources.base import Window
-from syncd.timezones import resolve_tzid, zone_from_windows
 
 LONDON = ZoneInfo("Europe/London")
 UTC = ZoneInfo("UTC")
@@ -326,7 +326,7 @@ def test_guard_does_not_cut_a_daily_series_started_years_ago() -> None:
     assert r.occurrences[0].start - start > timedelta(days=8000)  # type: ignore[operator]
 
 
-# --- the fast lane (syncd.ical_fast) must agree with the full icalendar path ----------------
+# --- the fast lane (syncd.parse.fast) must agree with the full icalendar path ----------------
 
 FAST_CASES = [
     "UID:a\nDTSTART:20251014T090000Z\nDTEND:20251014T100000Z\nSUMMARY:HV\\, one\\nline\\;x",
@@ -359,7 +359,7 @@ FAST_CASES = [
 
 
 def _differential(text: str, window: Window = OCT, limits: Limits = DEFAULT_LIMITS) -> None:
-    from syncd.ical import ParseResult, _parse_full
+    from syncd.parse.ical import ParseResult, _parse_full
 
     fast = parse_ical(text, window=window, tz=LONDON, limits=limits)
     full = ParseResult()

@@ -1,4 +1,4 @@
-"""The fast lane's series expansion (syncd.ical_series) equals the full icalendar path.
+"""The fast lane's series expansion (syncd.parse.series) equals the full icalendar path.
 
 Generated series start near the clock changes (Europe/London, Outlook's "GMT Standard
 Time" with its VTIMEZONE, New York), timed and all-day, with random FREQ/INTERVAL/COUNT/
@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from syncd.errors import InputError
-from syncd.ical import (
+from syncd.parse.fast import scan
+from syncd.parse.ical import (
     DEFAULT_LIMITS,
     Limits,
     ParseResult,
@@ -27,7 +28,6 @@ from syncd.ical import (
     _sort_key,
     parse_ical,
 )
-from syncd.ical_fast import scan
 from syncd.sources.base import Window
 from tests.test_ical import GMT_VTZ
 

@@ -17,7 +17,7 @@ import pytest
 import trustme
 
 from syncd.errors import AuthError, SourceError
-from syncd.ical import parse_ical
+from syncd.parse.ical import parse_ical
 from syncd.secrets import SecretRef
 from syncd.sources import load
 from syncd.sources.base import Window

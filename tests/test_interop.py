@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from syncd.domain.model import Occurrence
 from syncd.errors import InputError
-from syncd.ical import Limits, ParseResult, parse_ical
-from syncd.model import Occurrence
+from syncd.parse.ical import Limits, ParseResult, parse_ical
 from syncd.sources.base import Window
 
 DATA = Path(__file__).parent / "data" / "interop"

@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from syncd.model import Occurrence, organizer_address
+from syncd.domain.model import Occurrence, organizer_address
 
 LONDON = ZoneInfo("Europe/London")
 

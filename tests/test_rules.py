@@ -1,4 +1,4 @@
-"""Visit recognition and the rules with stable ids (syncd.rules)."""
+"""Visit recognition and the rules with stable ids (syncd.domain.rules)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 import pydantic
 import pytest
 
-from syncd.model import Occurrence
-from syncd.rules import MESSAGES, RULE_IDS, CheckResult, RulesConfig, check, is_visit
+from syncd.domain.model import Occurrence
+from syncd.domain.rules import MESSAGES, RULE_IDS, CheckResult, RulesConfig, check, is_visit
 from syncd.sources.base import Window
 
 TZ = ZoneInfo("Europe/London")

@@ -22,8 +22,8 @@ import icalendar
 import pytest
 import recurring_ical_events
 
+from syncd.domain.model import Occurrence, RawItem
 from syncd.errors import AuthError
-from syncd.model import Occurrence, RawItem
 from syncd.sources.base import ChangeSet, Source, Window
 from tests.harness import EventSpec, Harness
 from tests.harness.caldav import CalDavHarness
@@ -272,7 +272,7 @@ def test_auth_failure_raises_auth_error(harness: Harness) -> None:
 
 
 def _visible_starts(items: list[RawItem], uid: str) -> list[datetime]:
-    """Starts of the occurrences a user would see, expanded independently of syncd.ical."""
+    """Starts of the occurrences a user would see, expanded independently of syncd.parse.ical."""
     starts: list[datetime] = []
     for item in items:
         if item.kind == "occurrence":
@@ -380,7 +380,8 @@ EXPECTED_FINDINGS = {
 
 
 def test_the_same_entries_give_the_same_findings(harness: Harness) -> None:
-    from syncd import ical, rules
+    from syncd.domain import rules
+    from syncd.parse import ical
 
     loc = harness.make_calendar("jsmith")
     for spec in REALISTIC:
@@ -401,7 +402,7 @@ def test_the_same_entries_give_the_same_findings(harness: Harness) -> None:
             occurrences, calendar="jsmith", tz=LONDON, window=WINDOW, config=rules.RulesConfig()
         )
     except NotImplementedError:
-        pytest.skip("syncd.ical.parse_ical / syncd.rules.check not implemented yet")
+        pytest.skip("syncd.parse.ical.parse_ical / syncd.domain.rules.check not implemented yet")
     got = {(f.rule, f.uid, _utc(f.start)) for f in result.findings}
     assert sorted(got) == sorted((r, u, _utc(s)) for r, u, s in EXPECTED_FINDINGS)
 
@@ -414,7 +415,7 @@ def _utc(value: datetime | date) -> datetime | date:
 
 
 def test_the_same_entry_gives_the_same_organizer(harness: Harness) -> None:
-    from syncd import ical
+    from syncd.parse import ical
 
     loc = harness.make_calendar("jsmith")
     first = at(date(2025, 3, 12), 13)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import inspect
 
-from syncd.model import RawItem
+from syncd.domain.model import RawItem
 from syncd.sources.base import ChangeSet
 from syncd.store import open_store
 from syncd.store.db import resolve_url

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from syncd.config import parse_config
-from syncd.engine import Engine
 from syncd.notify.memory import MemoryNotifier
 from syncd.sources.memory import MemorySource
 from syncd.store import open_store
+from syncd.track.engine import Engine
 from tests import pg
 from tests.harness.ical_build import spec_to_ical
 from tests.test_engine import T0, visit

@@ -22,8 +22,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from syncd.domain.model import RawItem
 from syncd.errors import AuthError, SourceError
-from syncd.model import RawItem
 from syncd.sources.base import ChangeSet, Window
 from syncd.sources.memory import MemorySource
 from tests.harness import EventSpec

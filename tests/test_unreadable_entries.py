@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from syncd.config import parse_config
-from syncd.engine import Engine
 from syncd.notify.memory import MemoryNotifier
 from syncd.store import open_store
+from syncd.track.engine import Engine
 from tests.fakes.graph_server import Reply
 from tests.harness import EventSpec
 from tests.harness.graph import spec_to_graph

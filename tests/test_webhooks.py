@@ -22,15 +22,15 @@ from zoneinfo import ZoneInfo
 import pytest
 from fastapi.testclient import TestClient
 
+from syncd.app.daemon import Daemon
 from syncd.config import Config, parse_config
-from syncd.daemon import Daemon
-from syncd.engine import Engine
 from syncd.errors import ConfigError
 from syncd.notify.memory import MemoryNotifier
 from syncd.store import open_store
 from syncd.store.db import GraphSubscriptionRow
-from syncd.subscriptions import Subscriptions, Wanted, plan
-from syncd.web import WebServer, Work, WorkQueue, create_app
+from syncd.track.engine import Engine
+from syncd.track.subscriptions import Subscriptions, Wanted, plan
+from syncd.web.webhook import WebServer, Work, WorkQueue, create_app
 from tests.fakes.tls_proxy import TlsProxy
 from tests.harness import EventSpec
 from tests.harness.graph import GraphHarness
@@ -66,7 +66,7 @@ def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
 
 
 def assert_no_personal_data(caplog: pytest.LogCaptureFixture) -> None:
-    # httpx logs request URLs at INFO; syncd.logs.setup raises it to WARNING in production.
+    # httpx logs request URLs at INFO; syncd.app.logs.setup raises it to WARNING in production.
     ours = [r.getMessage() for r in caplog.records if r.name.startswith(("syncd", "uvicorn"))]
     assert ours
     for personal in PERSONAL:

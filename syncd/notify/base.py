@@ -5,6 +5,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from pydantic import BaseModel, ConfigDict
+
 
 @dataclass(frozen=True, slots=True)
 class Message:
@@ -12,6 +14,12 @@ class Message:
     subject: str
     text: str
     html: str
+
+
+class NotifierOptions(BaseModel):
+    """Base of each channel's options table in the config."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Notifier(ABC):

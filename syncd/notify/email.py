@@ -2,19 +2,47 @@
 
 from __future__ import annotations
 
+import re
 import smtplib
 import ssl
 from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from typing import Literal
 
-from ..config import Smtp
-from ..errors import NotifyError
-from .base import Message, Notifier
+from pydantic import Field, field_validator
+
+from syncd.errors import NotifyError
+from syncd.notify.base import Message, Notifier, NotifierOptions
+from syncd.secrets import SecretRef
+
+_EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
+
+
+class SmtpOptions(NotifierOptions):
+    """``[smtp]``: the relay syncd's emails go through."""
+
+    host: str = Field(description="SMTP server host.")
+    port: int = Field(587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = Field(
+        "starttls",
+        description="'starttls' (port 587), 'tls' (port 465) or 'none' (loopback relays only).",
+    )
+    username: str | None = None
+    password: SecretRef | None = Field(None, description="Where the SMTP password lives.")
+    sender: str = Field(description="From: address of syncd's emails.")
+    timeout: float = Field(30.0, gt=0)
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, v: str) -> str:
+        if not _EMAIL.match(v):
+            raise ValueError("not an email address")
+        return v
 
 
 class EmailNotifier(Notifier):
-    def __init__(self, settings: Smtp, secret: Callable[[str], str]):
+    def __init__(self, settings: SmtpOptions, secret: Callable[[str], str]):
         self.settings = settings
         self._secret = secret
 

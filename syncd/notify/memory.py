@@ -3,8 +3,8 @@ delivery channel, and handy for dry runs; it can be told to fail like a real ser
 
 from __future__ import annotations
 
-from ..errors import NotifyError
-from .base import Message, Notifier
+from syncd.errors import NotifyError
+from syncd.notify.base import Message, Notifier
 
 
 class MemoryNotifier(Notifier):

@@ -5,15 +5,25 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from ..store import OutboxRow
-from .base import Message
+from syncd.notify.base import Message
+
+
+class OutboxRow(Protocol):
+    """What rendering needs of a queued notification (the store's row satisfies it)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def payload(self) -> dict[str, Any]: ...
+
 
 _env = Environment(
-    loader=PackageLoader("syncd", "templates"),
+    loader=PackageLoader("syncd.notify", "templates"),
     autoescape=select_autoescape(["html"]),
     undefined=StrictUndefined,
     trim_blocks=True,

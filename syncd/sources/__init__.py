@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import importlib
 
-from ..errors import ConfigError
-from .base import ChangeSet, Source, SourceOptions, SyncRequest, Window
+from syncd.errors import ConfigError
+from syncd.sources.base import ChangeSet, Source, SourceOptions, SyncRequest, Window
 
 # kind -> "module:Class"; modules are imported only when a config uses them, so an ICS-only
 # deployment never imports exchangelib.
@@ -14,7 +14,7 @@ BACKENDS: dict[str, str] = {
     "ics": "syncd.sources.ics:IcsSource",
     "caldav": "syncd.sources.caldav:CalDavSource",
     "ews": "syncd.sources.ews:EwsSource",
-    "graph": "syncd.sources.graph:GraphSource",
+    "graph": "syncd.sources.graph.source:GraphSource",
 }
 
 

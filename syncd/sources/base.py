@@ -24,38 +24,19 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from ..errors import SourceError
-from ..model import RawItem
+from syncd.domain.model import ChangeSet, Window
+from syncd.errors import SourceError
 
 
 class SourceOptions(BaseModel):
     """Base for each backend's options table in the config (``[[sources]]``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """The span of time being checked; ``end`` exclusive. Both timezone-aware."""
-
-    start: datetime
-    end: datetime
-
-
-@dataclass(slots=True)
-class ChangeSet:
-    full: bool
-    upserts: list[RawItem] = field(default_factory=list)
-    deletes: list[str] = field(default_factory=list)
-    state: str | None = None
-    requests: int = 0
-    """How many requests to the server this sync cost (for metrics and the bench)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,3 +88,6 @@ class Source(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. Safe to call more than once."""
+
+
+__all__ = ["ChangeSet", "Source", "SourceOptions", "SyncRequest", "Window"]

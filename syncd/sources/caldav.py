@@ -32,10 +32,10 @@ from caldav.elements.base import BaseElement
 from caldav.lib import error as caldav_error
 from caldav.lib.http_sync import requests as http
 
-from ..errors import AuthError, SourceError
-from ..model import RawItem
-from ..secrets import SecretRef
-from .base import ChangeSet, Source, SourceOptions, Window
+from syncd.domain.model import RawItem
+from syncd.errors import AuthError, SourceError
+from syncd.secrets import SecretRef
+from syncd.sources.base import ChangeSet, Source, SourceOptions, Window
 
 log = logging.getLogger(__name__)
 

@@ -38,10 +38,10 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field, model_validator
 
-from ..errors import AuthError, SourceError, SyncdError
-from ..model import Occurrence, RawItem, organizer_address, problem_data
-from ..secrets import SecretRef
-from .base import ChangeSet, Source, SourceOptions, Window
+from syncd.domain.model import Occurrence, RawItem, organizer_address, problem_data
+from syncd.errors import AuthError, SourceError, SyncdError
+from syncd.secrets import SecretRef
+from syncd.sources.base import ChangeSet, Source, SourceOptions, Window
 
 log = logging.getLogger(__name__)
 

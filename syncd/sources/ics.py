@@ -19,11 +19,11 @@ from pathlib import Path
 
 import httpx
 
-from ..errors import AuthError, InputError, SourceError
-from ..ical import DEFAULT_LIMITS, Limits, decode
-from ..model import RawItem
-from ..secrets import SecretRef
-from .base import ChangeSet, Source, SourceOptions, Window
+from syncd.domain.model import RawItem
+from syncd.errors import AuthError, InputError, SourceError
+from syncd.parse.ical import DEFAULT_LIMITS, Limits, decode
+from syncd.secrets import SecretRef
+from syncd.sources.base import ChangeSet, Source, SourceOptions, Window
 
 _STATE = "ics"
 _RETRYABLE_4XX = frozenset({408, 425, 429})

@@ -9,9 +9,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Mapping
 
-from ..errors import SourceError
-from ..model import RawItem
-from .base import ChangeSet, Source, SourceOptions, Window
+from syncd.domain.model import RawItem
+from syncd.errors import SourceError
+from syncd.sources.base import ChangeSet, Source, SourceOptions, Window
 
 
 class MemorySource(Source):

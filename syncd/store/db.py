@@ -32,10 +32,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..errors import StoreError
-from ..model import Finding, Occurrence, RawItem
-from ..sources.base import ChangeSet
-from . import schema as t
+from syncd.domain.model import ChangeSet, Finding, Occurrence, RawItem
+from syncd.errors import StoreError
+from syncd.store import schema as t
 
 
 @dataclass(frozen=True, slots=True)

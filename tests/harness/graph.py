@@ -17,7 +17,7 @@ from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
 from syncd.secrets import SecretRef
 from syncd.sources.base import Source
-from syncd.sources.graph import GraphOptions, GraphSource
+from syncd.sources.graph.source import GraphOptions, GraphSource
 from tests.fakes.graph_server import FakeGraph
 
 from . import EventSpec

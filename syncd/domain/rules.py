@@ -15,9 +15,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .extract import DEFAULT_PREFIXES, VisitFields, extract, marker_regex
-from .model import Finding, Occurrence
-from .sources.base import Window
+from syncd.domain.extract import DEFAULT_PREFIXES, VisitFields, extract, marker_regex
+from syncd.domain.model import Finding, Occurrence, Window
 
 DEFAULT_CATEGORY = "Home Visit"
 

@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from .config import Config, Webhook
-from .errors import SyncdError
-from .sources.base import Source
-from .sources.graph import GraphSource, SubscriptionGone
-from .sources.graph_notify import Subscription, subscription_expiry
-from .store import Store
-from .store.db import GraphSubscriptionRow, locator_hash
+from syncd.config import Config, Webhook
+from syncd.errors import SyncdError
+from syncd.sources.base import Source
+from syncd.sources.graph.notify import Subscription, subscription_expiry
+from syncd.sources.graph.source import GraphSource, SubscriptionGone
+from syncd.store import Store
+from syncd.store.db import GraphSubscriptionRow, locator_hash
 
 log = logging.getLogger(__name__)
 

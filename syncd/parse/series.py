@@ -1,6 +1,6 @@
 """Expansion of the fast lane's plain repeating entries, step for step as the full path.
 
-The full path (``syncd.ical``) costs about a millisecond per series: icalendar parses the
+The full path (``syncd.parse.ical``) costs about a millisecond per series: icalendar parses the
 entry, ``_Expander._guard`` bounds the rule, recurring-ical-events expands it. This module
 does the same three steps on values the fast lane already read, with the same library
 calls (dateutil's rrule, recurring-ical-events' comparison helpers) in the same order, so
@@ -29,10 +29,10 @@ from recurring_ical_events.util import (
     to_recurrence_ids,
 )
 
-from .ical_fast import Rule
+from syncd.parse.fast import Rule
 
 UTC = ZoneInfo("UTC")
-# Same margin as the full path's guard (``syncd.ical._RULE_MARGIN``).
+# Same margin as the full path's guard (``syncd.parse.ical._RULE_MARGIN``).
 RULE_MARGIN = timedelta(days=7)
 Day = date | datetime
 

@@ -155,3 +155,30 @@ def _parse_iso(text: str) -> datetime | date:
     if "T" in text:
         return datetime.fromisoformat(text)
     return date.fromisoformat(text)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The span of time being checked; ``end`` exclusive. Both timezone-aware."""
+
+    start: datetime
+    end: datetime
+
+
+@dataclass(slots=True)
+class ChangeSet:
+    full: bool
+    upserts: list[RawItem] = field(default_factory=list)
+    deletes: list[str] = field(default_factory=list)
+    state: str | None = None
+    requests: int = 0
+    """How many requests to the server this sync cost (for metrics and the bench)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """An entry that could not be read fully. Shown to the monitor as rule ``unreadable-entry``."""
+
+    uid: str
+    summary: str
+    message: str

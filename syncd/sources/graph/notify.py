@@ -7,7 +7,7 @@ A web layer mounts one HTTPS endpoint and calls:
 * otherwise :func:`handle_notifications` with the raw body; answer ``202`` at once (Graph
   wants an answer within 3 seconds) and sync the mailboxes in ``sync_now`` afterwards.
 
-Subscriptions are created and renewed by :class:`syncd.sources.graph.GraphSource`
+Subscriptions are created and renewed by :class:`syncd.sources.graph.source.GraphSource`
 (``subscribe`` / ``renew``); :func:`renewal_due` says when. No I/O, no clock here.
 """
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..errors import InputError
+from syncd.errors import InputError
 
 #: Graph's ceiling for event subscriptions (under 7 days).
 MAX_EVENT_SUBSCRIPTION = timedelta(minutes=10080)

@@ -17,18 +17,25 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import metrics, rules
-from .config import Config, Staff, Team
-from .errors import AuthError, ConfigError, NotifyError, SourceError
-from .ical import Problem, parse_ical
-from .model import Occurrence
-from .notify.base import Message, Notifier
-from .notify.render import render_digest, render_morning, render_nudge
-from .sources import Source, load
-from .sources.base import ChangeSet, SyncRequest, Window
-from .store import CalendarState, OutboxRow, Store
-from .store.db import locator_hash, utc_start
-from .tracking import diff_findings, local_day, problem_finding, window_between, window_for
+from syncd.config import Config, Staff, Team
+from syncd.domain import rules
+from syncd.domain.model import ChangeSet, Occurrence, Problem, Window
+from syncd.domain.tracking import (
+    diff_findings,
+    local_day,
+    problem_finding,
+    window_between,
+    window_for,
+)
+from syncd.errors import AuthError, ConfigError, NotifyError, SourceError
+from syncd.notify.base import Message, Notifier
+from syncd.notify.render import render_digest, render_morning, render_nudge
+from syncd.parse.ical import parse_ical
+from syncd.sources import Source, load
+from syncd.sources.base import SyncRequest
+from syncd.store import CalendarState, OutboxRow, Store
+from syncd.store.db import locator_hash, utc_start
+from syncd.track import metrics
 
 log = logging.getLogger(__name__)
 

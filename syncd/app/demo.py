@@ -23,13 +23,13 @@ from zoneinfo import ZoneInfo
 import requests
 from icalendar import Calendar, Event
 
-from .config import parse_config
-from .daemon import utcnow
-from .engine import Engine
-from .errors import SyncdError
-from .notify.email import EmailNotifier
-from .notify.render import when
-from .store import open_store
+from syncd.app.daemon import utcnow
+from syncd.config import parse_config
+from syncd.errors import SyncdError
+from syncd.notify.email import EmailNotifier
+from syncd.notify.render import when
+from syncd.store import open_store
+from syncd.track.engine import Engine
 
 TZ = ZoneInfo("Europe/London")
 PASSWORD_ENV = "SYNCD_DEMO_CALDAV_PASSWORD"
@@ -188,7 +188,7 @@ def _free_port() -> int:
 def run_demo(keep: Path | None = None, now: datetime | None = None) -> int:
     from aiosmtpd.controller import Controller
 
-    from .devserver import start_radicale
+    from syncd.app.devserver import start_radicale
 
     # aiosmtpd narrates every SMTP command at INFO; the demo shows the mail itself instead.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
@@ -282,7 +282,7 @@ def run_demo(keep: Path | None = None, now: datetime | None = None) -> int:
 
 
 def _print_board(engine: Engine, now: datetime) -> None:
-    from .tracking import window_for
+    from syncd.domain.tracking import window_for
 
     window = window_for(now, engine.tz, engine.config.lookahead_days)
     names = {k: s.name for k, (_t, s) in engine.staff.items()}

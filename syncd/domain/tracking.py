@@ -10,9 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from .ical import Problem
-from .model import Finding
-from .sources.base import Window
+from syncd.domain.model import Finding, Problem, Window
 
 
 def local_day(now: datetime, tz: ZoneInfo) -> date:

@@ -1,6 +1,6 @@
 """Local CalDAV servers (Radicale, Xandikos) for the demo, the tests and the bench.
 
-Each server runs in a child process (``python -m syncd.devserver KIND ...``) so that it
+Each server runs in a child process (``python -m syncd.app.devserver KIND ...``) so that it
 neither shares our GIL nor counts towards our memory in measurements. The child binds
 port 0, prints the port it got, and the parent then polls the socket until it accepts
 connections. Development use only: plain HTTP on 127.0.0.1, plain-text passwords.
@@ -119,7 +119,7 @@ def _spawn(
     # The server's own log goes to a file: it would clutter the demo's terminal.
     with open(storage_dir / "server.log", "ab") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "syncd.devserver", kind, *args],
+            [sys.executable, "-m", "syncd.app.devserver", kind, *args],
             stdout=subprocess.PIPE,
             stderr=log_file,
             stdin=subprocess.DEVNULL,
@@ -238,7 +238,7 @@ def _run_xandikos(data_dir: str, htpasswd_path: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m syncd.devserver")
+    parser = argparse.ArgumentParser(prog="python -m syncd.app.devserver")
     parser.add_argument("kind", choices=["radicale", "xandikos"])
     parser.add_argument("args", nargs="+")
     ns = parser.parse_args(argv)

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
-from .errors import InputError
-from .sources.graph_notify import handle_notifications, validation_response
+from syncd.errors import InputError
+from syncd.sources.graph.notify import handle_notifications, validation_response
 
 log = logging.getLogger(__name__)
 

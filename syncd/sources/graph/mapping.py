@@ -1,6 +1,6 @@
-"""Microsoft Graph ``event`` JSON -> :class:`~syncd.model.Occurrence`.
+"""Microsoft Graph ``event`` JSON -> :class:`~syncd.domain.model.Occurrence`.
 
-Pure: no I/O, no clock. Used by :mod:`syncd.sources.graph`. Errors are
+Pure: no I/O, no clock. Used by :mod:`syncd.sources.graph.source`. Errors are
 :class:`syncd.errors.SourceError` with messages that name the field, never its value.
 """
 
@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
-from ..errors import SourceError
-from ..model import Occurrence, organizer_address
+from syncd.domain.model import Occurrence, organizer_address
+from syncd.errors import SourceError
 
 _UTC_NAMES = frozenset({"utc", "etc/utc", "z", "gmt", "etc/gmt", "coordinated universal time"})
 _INSTANCE_TYPES = frozenset({"occurrence", "exception"})

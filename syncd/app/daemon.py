@@ -5,8 +5,8 @@ tells systemd READY=1 after the first cycle, pings WATCHDOG=1 from the loop, and
 cleanly on SIGTERM/SIGINT after the cycle in progress.
 
 With ``[webhook]`` configured it also serves the Graph change-notification endpoint
-(:mod:`syncd.web`) in a background thread, keeps the subscriptions up once per cycle
-(:mod:`syncd.subscriptions`), and runs a partial cycle for the calendars a notification
+(:mod:`syncd.web.webhook`) in a background thread, keeps the subscriptions up once per cycle
+(:mod:`syncd.track.subscriptions`), and runs a partial cycle for the calendars a notification
 names as soon as it arrives. Polling carries on whatever happens to the webhook.
 """
 
@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING
 import schedule
 import sdnotify
 
-from .engine import Engine
-from .errors import ConfigError
+from syncd.errors import ConfigError
+from syncd.track.engine import Engine
 
 if TYPE_CHECKING:  # fastapi and uvicorn load only when [webhook] is configured
-    from .subscriptions import Subscriptions
-    from .web import WebServer, WorkQueue
+    from syncd.track.subscriptions import Subscriptions
+    from syncd.web.webhook import WebServer, WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +112,8 @@ class Daemon:
     # --- change notifications ----------------------------------------------------------
     def start_webhook(self) -> bool:
         """Serve the notification endpoint if ``[webhook]`` is configured; False if not."""
-        from .subscriptions import Subscriptions
-        from .web import WebServer, create_app
+        from syncd.track.subscriptions import Subscriptions
+        from syncd.web.webhook import WebServer, create_app
 
         hook = self.engine.config.webhook
         if hook is None:

@@ -1,4 +1,4 @@
-"""iCalendar text -> expanded :class:`~syncd.model.Occurrence` objects over a window.
+"""iCalendar text -> expanded :class:`~syncd.domain.model.Occurrence` objects over a window.
 
 Pure: no I/O, no clock. Parsing is icalendar's, expansion is recurring-ical-events';
 this module adds what a safety service needs around them: per-entry tolerance (one broken
@@ -28,12 +28,11 @@ from recurring_ical_events import EventAdapter, Series
 from recurring_ical_events import Occurrence as RieOccurrence
 from recurring_ical_events.util import time_span_contains_event
 
-from .errors import InputError
-from .ical_fast import Simple, scan
-from .ical_series import Expansion, Unsupported, expand
-from .model import Occurrence, organizer_address
-from .sources.base import Window
-from .timezones import resolve_tzid
+from syncd.domain.model import Occurrence, Problem, Window, organizer_address
+from syncd.errors import InputError
+from syncd.parse.fast import Simple, scan
+from syncd.parse.series import Expansion, Unsupported, expand
+from syncd.parse.timezones import resolve_tzid
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,15 +49,6 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """An entry that could not be read fully. Shown to the monitor as rule ``unreadable-entry``."""
-
-    uid: str
-    summary: str
-    message: str
 
 
 @dataclass(slots=True)

@@ -13,9 +13,9 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import __version__
-from .config import Config, default_config, load_config
-from .errors import ConfigError, InputError, SyncdError
+from syncd import __version__
+from syncd.config import Config, default_config, load_config
+from syncd.errors import ConfigError, InputError, SyncdError
 
 DEFAULT_CONFIG = "/etc/syncd/syncd.toml"
 log = logging.getLogger("syncd")
@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .logs import setup
+    from syncd.app.logs import setup
 
     try:
         setup(args.log_level)
@@ -112,14 +112,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # --- syncd check ----------------------------------------------------------------------
 def cmd_check(args: argparse.Namespace) -> int:
-    from . import rules
-    from .ical import parse_ical
-    from .model import Finding
-    from .tracking import local_day, problem_finding, window_between
+    from syncd.domain import rules
+    from syncd.domain.model import Finding
+    from syncd.domain.tracking import local_day, problem_finding, window_between
+    from syncd.parse.ical import parse_ical
 
     cfg: Config = load_config(args.config) if args.config else default_config()
     tz = cfg.tz
-    from .daemon import utcnow
+    from syncd.app.daemon import utcnow
 
     first = args.first or local_day(utcnow(), tz)
     stop = args.stop or first + timedelta(days=cfg.lookahead_days)
@@ -184,7 +184,7 @@ def _sort_start(value: Any) -> str:
 
 
 def _print_table(findings: Sequence[tuple[Path, Any]], visits: int, window_desc: str) -> None:
-    from .notify.render import when
+    from syncd.notify.render import when
 
     if not findings:
         print(f"{visits} visit(s) checked ({window_desc}): every entry has the required details.")
@@ -201,9 +201,9 @@ def _print_table(findings: Sequence[tuple[Path, Any]], visits: int, window_desc:
 
 # --- daemon commands ------------------------------------------------------------------
 def _engine(cfg: Config) -> Any:
-    from .engine import Engine
-    from .notify.email import EmailNotifier
-    from .store import open_store
+    from syncd.notify.email import EmailNotifier
+    from syncd.store import open_store
+    from syncd.track.engine import Engine
 
     notifier = None
     if cfg.smtp is not None:
@@ -221,7 +221,7 @@ def _engine(cfg: Config) -> Any:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from .secrets import SecretRef
+    from syncd.secrets import SecretRef
 
     cfg = load_config(args.config)
     problems = 0
@@ -256,7 +256,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_once(args: argparse.Namespace) -> int:
-    from .daemon import utcnow
+    from syncd.app.daemon import utcnow
 
     engine = _engine(load_config(args.config))
     try:
@@ -271,7 +271,7 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .daemon import Daemon
+    from syncd.app.daemon import Daemon
 
     cfg = load_config(args.config)
     daemon = Daemon(_engine(cfg), interval=cfg.poll_interval)
@@ -281,9 +281,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .daemon import utcnow
-    from .store import open_store
-    from .tracking import window_for
+    from syncd.app.daemon import utcnow
+    from syncd.domain.tracking import window_for
+    from syncd.store import open_store
 
     cfg = load_config(args.config)
     store = open_store(cfg.database)
@@ -318,7 +318,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from syncd.app.demo import run_demo
 
     return run_demo(keep=args.keep)
 

@@ -25,8 +25,8 @@ from icalendar.parser import split_on_unescaped_comma, unescape_backslash
 from icalendar.parser.content_line import UFOLD
 from icalendar.prop import vDuration
 
-from .model import organizer_address
-from .timezones import resolve_tzid
+from syncd.domain.model import organizer_address
+from syncd.parse.timezones import resolve_tzid
 
 UTC = ZoneInfo("UTC")
 

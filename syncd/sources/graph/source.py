@@ -13,7 +13,7 @@ calendar is named by a *locator*, their mailbox address (or user object id).
   then raise ``SourceError(retry_after=...)``. At most 4 requests per mailbox are in flight.
 * :meth:`GraphSource.sync_many` syncs up to 20 mailboxes per ``POST /$batch`` round trip.
 * :meth:`GraphSource.subscribe` / ``renew`` / ``unsubscribe`` manage change-notification
-  subscriptions; :mod:`syncd.sources.graph_notify` handles what Graph POSTs back.
+  subscriptions; :mod:`syncd.sources.graph.notify` handles what Graph POSTs back.
 """
 
 from __future__ import annotations
@@ -40,12 +40,12 @@ import msal
 import requests
 from pydantic import Field, model_validator
 
-from ..errors import AuthError, ConfigError, SourceError, SyncStateExpired
-from ..model import ItemKind, RawItem, problem_data
-from ..secrets import SecretRef
-from .base import ChangeSet, Source, SourceOptions, SyncRequest, Window
-from .graph_map import etag_of, to_occurrence
-from .graph_notify import Subscription
+from syncd.domain.model import ItemKind, RawItem, problem_data
+from syncd.errors import AuthError, ConfigError, SourceError, SyncStateExpired
+from syncd.secrets import SecretRef
+from syncd.sources.base import ChangeSet, Source, SourceOptions, SyncRequest, Window
+from syncd.sources.graph.mapping import etag_of, to_occurrence
+from syncd.sources.graph.notify import Subscription
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ class GraphSource(Source):
         """Ask Graph to POST to ``notification_url`` when events of this mailbox change.
 
         Graph first checks the URL with a validationToken request, so the endpoint must be
-        up (see :func:`syncd.sources.graph_notify.validation_response`).
+        up (see :func:`syncd.sources.graph.notify.validation_response`).
         """
         if not 1 <= len(client_state) <= 128:
             raise ConfigError("Graph clientState must be 1 to 128 characters")
