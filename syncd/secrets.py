@@ -58,7 +58,16 @@ class SecretRef(BaseModel):
                 )
             path = Path(creds) / str(self.credential)
         try:
-            # A trailing newline is almost always an editor artefact, never part of a password.
-            return path.read_text(encoding="utf-8").rstrip("\r\n")
+            raw = path.read_bytes()
         except OSError as exc:
             raise ConfigError(f"secret not readable: {self.describe()}: {exc.strerror}") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            # Never quote the offending byte: it is part of the secret.
+            raise ConfigError(f"secret not readable: {self.describe()} is not UTF-8 text") from None
+        # A trailing newline is almost always an editor artefact, never part of a password.
+        value = text.rstrip("\r\n")
+        if not value:
+            raise ConfigError(f"secret not set: {self.describe()} is empty")
+        return value

@@ -153,3 +153,75 @@ def test_check_never_tracebacks_on_real_world_files(
     err = capsys.readouterr().err
     assert code in (0, 1, 2)
     assert "Traceback" not in err and "internal error" not in err
+
+
+def test_check_reads_a_bottomless_file_only_up_to_the_limit() -> None:
+    r = syncd("check", "/dev/zero", *WINDOW)
+    assert_one_line_error(r, "/dev/zero", "larger than")
+
+
+def test_check_into_a_closed_pipe_exits_quietly() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "syncd", "check", CALS / "ben.ics", *WINDOW],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader (e.g. `| head`) has gone before anything is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in err and "internal error" not in err and "Exception" not in err
+
+
+def test_check_never_claims_completeness_for_a_file_it_could_not_read(tmp_path: Path) -> None:
+    r = syncd("check", tmp_path / "nope.ics", CALS / "amira.ics", *WINDOW)
+    assert r.returncode == 2
+    assert "nope.ics" in r.stderr
+    assert "1 file(s) could not be read" in r.stdout
+    assert "in the file(s) read" in r.stdout
+    only_missing = syncd("check", tmp_path / "nope.ics", *WINDOW)
+    assert "every entry has the required details" not in only_missing.stdout
+    assert "could not be read" in only_missing.stdout
+
+
+def _smtp_config(tmp_path: Path, password: str) -> Path:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'database = "sqlite:///{tmp_path / "s.db"}"\n'
+        '[smtp]\nhost = "127.0.0.1"\nport = 9\nsender = "s@council.example"\nusername = "u"\n'
+        f"password = {password}\n"
+    )
+    return cfg
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [(b"", "is empty"), (b"\n", "is empty"), (b"pa\xffss\xfe", "not UTF-8")],
+)
+def test_check_config_refuses_empty_and_non_utf8_secrets(
+    tmp_path: Path, content: bytes, expected: str
+) -> None:
+    secret = tmp_path / "pw"
+    secret.write_bytes(content)
+    r = syncd("check-config", "--config", _smtp_config(tmp_path, f'{{ file = "{secret}" }}'))
+    assert r.returncode == 2
+    assert "smtp.password" in r.stderr and expected in r.stderr
+    assert "Traceback" not in r.stderr and "\\xff" not in r.stderr and "xff" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [("nonsense", "not a usable database URL"), ("nosuchdb://x/y", "not a usable database URL")],
+)
+def test_check_config_refuses_a_bad_database_url(tmp_path: Path, url: str, expected: str) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'database = "{url}"\n')
+    r = syncd("check-config", "--config", cfg)
+    assert r.returncode == 2
+    assert "database" in r.stderr and expected in r.stderr
+
+
+def test_once_with_a_missing_smtp_secret_stops_at_start_naming_the_key(tmp_path: Path) -> None:
+    cfg = _smtp_config(tmp_path, '{ env = "SYNCD_TEST_NO_SUCH_SECRET" }')
+    r = syncd("once", "--config", cfg)
+    assert_one_line_error(r, "smtp.password", "SYNCD_TEST_NO_SUCH_SECRET")

@@ -95,12 +95,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             "status": cmd_status,
             "demo": cmd_demo,
         }[args.command]
-        return handler(args)
+        status = handler(args)
+        sys.stdout.flush()  # here, so a reader that left is seen inside this try
+        return status
     except SyncdError as exc:
         print(f"syncd: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `syncd check ... | head`: the reader left. Point stdout at /dev/null so the
+        # interpreter's final flush does not raise again, and exit as a SIGPIPE'd tool would.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except Exception as exc:  # a bug: still one line, with the detail at DEBUG
         log.debug("internal error", exc_info=True)
         print(
@@ -115,7 +123,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from syncd.domain import rules
     from syncd.domain.model import Finding
     from syncd.domain.tracking import local_day, problem_finding, window_between
-    from syncd.parse.ical import parse_ical
+    from syncd.parse.ical import DEFAULT_LIMITS, parse_ical
 
     cfg: Config = load_config(args.config) if args.config else default_config()
     tz = cfg.tz
@@ -132,10 +140,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     unreadable = 0
     for path in args.files:
         try:
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+            data = _read_bounded(path, DEFAULT_LIMITS.max_bytes)
             try:
                 parsed = parse_ical(data, window=window, tz=tz)
             except InputError as exc:
@@ -169,10 +174,27 @@ def cmd_check(args: argparse.Namespace) -> int:
         }
         print(json.dumps(out, indent=2, ensure_ascii=False))
     else:
-        _print_table(findings, visits, window_desc=f"{first} to {stop - timedelta(days=1)}")
+        _print_table(
+            findings,
+            visits,
+            window_desc=f"{first} to {stop - timedelta(days=1)}",
+            unreadable=unreadable,
+        )
     if unreadable:
         return 2
     return 1 if findings else 0
+
+
+def _read_bounded(path: Path, limit: int) -> bytes:
+    """Read at most ``limit`` bytes: /dev/zero or a runaway export must not eat the machine."""
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    if len(data) > limit:
+        raise InputError(f"{path}: larger than {limit // (1024 * 1024)} MiB; not a calendar export")
+    return data
 
 
 def _sort_start(value: Any) -> str:
@@ -183,11 +205,23 @@ def _sort_start(value: Any) -> str:
     return str(value)
 
 
-def _print_table(findings: Sequence[tuple[Path, Any]], visits: int, window_desc: str) -> None:
+def _print_table(
+    findings: Sequence[tuple[Path, Any]], visits: int, window_desc: str, unreadable: int = 0
+) -> None:
     from syncd.notify.render import when
 
+    # Never reassure about what could not be read: completeness is claimed only for files read.
+    blind = (
+        f" {unreadable} file(s) could not be read (see above): nothing is known about them."
+        if unreadable
+        else ""
+    )
     if not findings:
-        print(f"{visits} visit(s) checked ({window_desc}): every entry has the required details.")
+        done = "every entry has the required details" if visits else "no visit entries found"
+        read = "in the file(s) read" if unreadable else ""
+        print(
+            f"{visits} visit(s) checked ({window_desc}): {done}{' ' + read if read else ''}.{blind}"
+        )
         return
     rows = [("WHEN", "FILE", "RULE", "ENTRY", "WHAT TO FIX")]
     for path, f in findings:
@@ -196,7 +230,7 @@ def _print_table(findings: Sequence[tuple[Path, Any]], visits: int, window_desc:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4])
-    print(f"\n{len(findings)} finding(s) in {visits} visit(s) checked ({window_desc}).")
+    print(f"\n{len(findings)} finding(s) in {visits} visit(s) checked ({window_desc}).{blind}")
 
 
 # --- daemon commands ------------------------------------------------------------------
@@ -213,9 +247,16 @@ def _engine(cfg: Config) -> Any:
             ref = getattr(smtp, field)
             if ref is None:
                 raise ConfigError(f"smtp.{field}: not configured")
-            value: str = ref.get()
+            try:
+                value: str = ref.get()
+            except ConfigError as exc:
+                raise ConfigError(f"smtp.{field}: {exc}") from None
             return value
 
+        # Fail at start, naming the key, not at the first alert: without the relay's password
+        # nobody would ever be told anything.
+        if smtp.username:
+            smtp_secret("password")
         notifier = EmailNotifier(smtp, smtp_secret)
     return Engine(cfg, open_store(cfg.database), notifier)
 
@@ -243,6 +284,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             print(f"syncd: error: {where}: {exc}", file=sys.stderr)
             problems += 1
+    problems += _check_database(cfg.database)
     staff = sum(len(t.staff) for t in cfg.teams)
     if cfg.smtp is None:
         print(
@@ -253,6 +295,24 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"{args.config}: {len(cfg.sources)} source(s), {len(cfg.teams)} team(s), {staff} calendar(s)"
     )
     return 2 if problems else 0
+
+
+def _check_database(url: str) -> int:
+    """1 (and one line on stderr) when ``database`` is not a URL syncd can open."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        # Builds the engine and imports its driver; connects to nothing, creates no file.
+        create_engine(url).dispose()
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        print(f"syncd: error: database: not a usable database URL ({exc})", file=sys.stderr)
+        return 1
+    except ImportError as exc:
+        print(f"syncd: error: database: its driver is not installed ({exc.name})", file=sys.stderr)
+        return 1
+    print("ok: database URL")
+    return 0
 
 
 def cmd_once(args: argparse.Namespace) -> int:
