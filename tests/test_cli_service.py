@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -52,12 +53,42 @@ def test_once_then_status_and_metrics(tmp_path: Path) -> None:
             assert secret not in r.stderr
 
     status = run("status", "--config", cfg)
-    assert status.returncode == 0, status.stderr
+    # One blind calendar: status must not exit 0 (tools and admins read 0 as "all is well").
+    assert status.returncode == 1, status.stderr
     lines = {line.split()[0]: line for line in status.stdout.splitlines()[1:] if line.strip()}
     assert "ok" in lines["s1002"] and "BLIND" in lines["s1009"]
+    assert "1 calendar(s) blind or never read" in status.stdout
+
+    # --config before the command, and --json for tools.
+    as_json = run("--config", cfg, "status", "--json")
+    assert as_json.returncode == 1, as_json.stderr
+    states = {c["calendar"]: c for c in json.loads(as_json.stdout)["calendars"]}
+    assert states["s1002"]["state"] == "ok" and states["s1009"]["state"] == "BLIND"
+    assert states["s1009"]["failures"] >= 1
+
+    found = run("findings", "--config", cfg, "--team", "North", "--json")
+    assert found.returncode == 1, found.stderr
+    rules = sorted(f["rule"] for f in json.loads(found.stdout)["findings"])
+    assert rules and all(f.startswith(("missing-", "invalid-")) for f in rules)
+    assert run("findings", "--config", cfg, "--team", "South").returncode == 2
 
     prom = (tmp_path / "metrics" / "syncd.prom").read_text()
     assert "syncd_calendars 2" in prom
     assert "syncd_calendars_blind 1" in prom
     assert "syncd_outbox_pending 0" in prom
     assert "# TYPE syncd_findings_open gauge" in prom
+
+
+def test_a_second_sender_on_one_sqlite_store_is_refused(tmp_path: Path) -> None:
+    from syncd.app.lock import StoreLock
+
+    with smtp_sink() as sink:
+        cfg = write_config(tmp_path, sink, ROOT / "config" / "calendars" / "ben.ics")
+        with StoreLock(tmp_path / "state.db"):  # as a running `syncd run` holds it
+            r = run("once", "--config", cfg)
+            assert r.returncode == 2, r.stdout + r.stderr
+            assert "another syncd is already running" in r.stderr
+            assert "Traceback" not in r.stderr
+            assert sink.take() == []
+        # Released (as when that daemon stops or is killed): the next one runs.
+        assert run("once", "--config", cfg).returncode == 1

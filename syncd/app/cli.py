@@ -4,6 +4,7 @@ and nowhere else; no traceback ever reaches the user."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -42,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("SYNCD_LOG_LEVEL", "INFO"),
         help="DEBUG, INFO, WARNING or ERROR",
     )
+    config_help = (
+        f"config file (default $SYNCD_CONFIG or {DEFAULT_CONFIG}); "
+        "accepted before or after the command"
+    )
+    p.add_argument("--config", type=Path, help=config_help)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     c = sub.add_parser(
@@ -59,18 +65,28 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DATE",
         help="day after the last day checked (default 28 days on)",
     )
-    c.add_argument("--config", type=Path, help="config file (optional; defaults apply without one)")
+    c.add_argument(
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="config file (optional; the defaults apply without one)",
+    )
 
+    daemon_commands: dict[str, argparse.ArgumentParser] = {}
     for name, text in (
         ("check-config", "validate the config and check that every secret can be read"),
         ("once", "run one sync cycle and exit"),
         ("run", "run the service (systemd Type=notify)"),
-        ("status", "show each calendar's sync state and open findings"),
+        ("status", "show each calendar's state; exit 1 if any is blind (--json for tools)"),
+        ("findings", "list open findings (incomplete visit entries)"),
     ):
         s = sub.add_parser(name, help=text)
-        s.add_argument(
-            "--config", type=Path, default=Path(os.environ.get("SYNCD_CONFIG", DEFAULT_CONFIG))
-        )
+        # SUPPRESS: a --config given before the command is not overwritten by a default here.
+        s.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=config_help)
+        daemon_commands[name] = s
+    daemon_commands["status"].add_argument("--json", action="store_true", help="JSON output")
+    daemon_commands["findings"].add_argument("--team", help="only this team's calendars")
+    daemon_commands["findings"].add_argument("--json", action="store_true", help="JSON output")
 
     d = sub.add_parser("demo", help="run the main job on an embedded CalDAV server and mail sink")
     d.add_argument("--keep", type=Path, help="keep the demo's files in this folder")
@@ -79,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.config is None and args.command != "check":
+        args.config = Path(os.environ.get("SYNCD_CONFIG", DEFAULT_CONFIG))
     from syncd.app.logs import setup
 
     try:
@@ -93,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "once": cmd_once,
             "run": cmd_run,
             "status": cmd_status,
+            "findings": cmd_findings,
             "demo": cmd_demo,
         }[args.command]
         status = handler(args)
@@ -315,14 +334,25 @@ def _check_database(url: str) -> int:
     return 0
 
 
+def _store_lock(cfg: Config) -> contextlib.AbstractContextManager[object]:
+    """The one-sender lock for a SQLite store (a no-op for other stores)."""
+    from syncd.app.lock import StoreLock, sqlite_path
+    from syncd.store.db import resolve_url
+
+    path = sqlite_path(resolve_url(cfg.database))
+    return StoreLock(path) if path is not None else contextlib.nullcontext()
+
+
 def cmd_once(args: argparse.Namespace) -> int:
     from syncd.app.daemon import utcnow
 
-    engine = _engine(load_config(args.config))
-    try:
-        report = engine.cycle(utcnow())
-    finally:
-        engine.close()
+    cfg = load_config(args.config)
+    with _store_lock(cfg):
+        engine = _engine(cfg)
+        try:
+            report = engine.cycle(utcnow())
+        finally:
+            engine.close()
     print(
         f"{report.calendars} calendars, {report.failed} unreadable, {report.visits} visits checked, "
         f"{report.new_findings} new findings, {report.sent} messages sent"
@@ -334,10 +364,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     from syncd.app.daemon import Daemon
 
     cfg = load_config(args.config)
-    daemon = Daemon(_engine(cfg), interval=cfg.poll_interval)
-    daemon.install_signal_handlers()
-    daemon.run()
+    with _store_lock(cfg):
+        daemon = Daemon(_engine(cfg), interval=cfg.poll_interval)
+        daemon.install_signal_handlers()
+        daemon.run()
     return 0
+
+
+def _calendar_state(st: Any) -> str:
+    if st is None:
+        return "never read"
+    if st.blind_since:
+        return "BLIND"
+    if st.empty_since:
+        return "held-empty"
+    return "ok" if st.last_ok_at else "never read"
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -347,37 +388,96 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     store = open_store(cfg.database)
-    window = window_for(utcnow(), cfg.tz, cfg.lookahead_days)
-    open_by_cal: dict[str, int] = {}
-    for f in store.all_open_findings(window.start, window.end):
-        open_by_cal[f.calendar] = open_by_cal.get(f.calendar, 0) + 1
-    states = {s.key: s for s in store.calendars()}
-    print(f"{'CALENDAR':<20} {'STATE':<10} {'LAST READ (UTC)':<20} {'OPEN FINDINGS':>13}")
+    try:
+        window = window_for(utcnow(), cfg.tz, cfg.lookahead_days)
+        open_by_cal: dict[str, int] = {}
+        for f in store.all_open_findings(window.start, window.end):
+            open_by_cal[f.calendar] = open_by_cal.get(f.calendar, 0) + 1
+        states = {s.key: s for s in store.calendars()}
+        pending = store.pending_count()
+    finally:
+        store.close()
+    rows: list[dict[str, Any]] = []
     for team in cfg.teams:
         for staff in team.staff:
             st = states.get(staff.id)
-            if st is None:
-                state, last = "never read", "-"
-            else:
-                state = (
-                    "BLIND"
-                    if st.blind_since
-                    else (
-                        "held-empty"
-                        if st.empty_since
-                        else ("ok" if st.last_ok_at else "never read")
-                    )
-                )
-                last = st.last_ok_at.strftime("%Y-%m-%d %H:%M") if st.last_ok_at else "-"
-            print(f"{staff.id:<20} {state:<10} {last:<20} {open_by_cal.get(staff.id, 0):>13}")
-    pending = store.pending_count()
-    if pending:
-        print(f"\n{pending} notification(s) waiting to be sent")
-    store.close()
-    return 0
+            rows.append(
+                {
+                    "calendar": staff.id,
+                    "team": team.name,
+                    "state": _calendar_state(st),
+                    "last_read": st.last_ok_at.isoformat() if st and st.last_ok_at else None,
+                    "failures": st.failures if st else 0,
+                    "open_findings": open_by_cal.get(staff.id, 0),
+                }
+            )
+    # Not "all is well" unless every calendar was read: blind or never-read ones fail it.
+    unhealthy = sum(1 for r in rows if r["state"] in ("BLIND", "never read"))
+    if args.json:
+        print(json.dumps({"calendars": rows, "pending_notifications": pending}, indent=2))
+    else:
+        print(f"{'CALENDAR':<20} {'STATE':<10} {'LAST READ (UTC)':<20} {'OPEN FINDINGS':>13}")
+        for r in rows:
+            st = states.get(r["calendar"])
+            last = st.last_ok_at.strftime("%Y-%m-%d %H:%M") if st and st.last_ok_at else "-"
+            print(f"{r['calendar']:<20} {r['state']:<10} {last:<20} {r['open_findings']:>13}")
+        if pending:
+            print(f"\n{pending} notification(s) waiting to be sent")
+        if unhealthy:
+            print(f"\n{unhealthy} calendar(s) blind or never read: nobody can see those visits")
+    return 1 if unhealthy else 0
+
+
+def cmd_findings(args: argparse.Namespace) -> int:
+    from syncd.app.daemon import utcnow
+    from syncd.domain.tracking import window_for
+    from syncd.notify.render import when
+    from syncd.store import open_store
+
+    cfg = load_config(args.config)
+    teams = [t for t in cfg.teams if args.team is None or t.name == args.team]
+    if not teams:
+        raise ConfigError(f"--team: no team named {args.team!r} in {args.config}")
+    staff = {s.id: (t.name, s.name) for t in teams for s in t.staff}
+    store = open_store(cfg.database)
+    try:
+        window = window_for(utcnow(), cfg.tz, cfg.lookahead_days)
+        found = [
+            f for f in store.all_open_findings(window.start, window.end) if f.calendar in staff
+        ]
+    finally:
+        store.close()
+    found.sort(key=lambda f: (f.start_utc, f.calendar, f.rule))
+    if args.json:
+        out = [
+            {
+                "calendar": f.calendar,
+                "team": staff[f.calendar][0],
+                "rule": f.rule,
+                "summary": f.summary,
+                "start": f.start,
+                "message": f.message,
+                "first_seen": f.first_seen.isoformat(),
+            }
+            for f in found
+        ]
+        print(json.dumps({"findings": out}, indent=2, ensure_ascii=False))
+    else:
+        for f in found:
+            print(f"{when(f.start):<22} {f.calendar:<12} {f.rule:<18} {f.summary}: {f.message}")
+        print(f"{len(found)} open finding(s)")
+    return 1 if found else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    missing = [m for m in ("radicale", "aiosmtpd") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(
+            f"syncd demo needs {' and '.join(missing)}: install the demo extra, "
+            "pip install 'syncd[demo]'"
+        )
     from syncd.app.demo import run_demo
 
     return run_demo(keep=args.keep)
