@@ -225,3 +225,11 @@ def test_once_with_a_missing_smtp_secret_stops_at_start_naming_the_key(tmp_path:
     cfg = _smtp_config(tmp_path, '{ env = "SYNCD_TEST_NO_SUCH_SECRET" }')
     r = syncd("once", "--config", cfg)
     assert_one_line_error(r, "smtp.password", "SYNCD_TEST_NO_SUCH_SECRET")
+
+
+def test_check_config_names_an_unwritable_metrics_folder(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'metrics_file = "{tmp_path / "no" / "such" / "syncd.prom"}"\n')
+    r = syncd("check-config", "--config", cfg)
+    assert r.returncode == 2
+    assert "metrics_file" in r.stderr and str(tmp_path / "no" / "such") in r.stderr

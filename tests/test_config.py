@@ -45,7 +45,9 @@ def test_minimal_config_gets_the_defaults(tmp_path: Path) -> None:
 
 
 def test_example_config_is_valid() -> None:
-    cfg = load_config(Path(__file__).parent.parent / "config" / "syncd.example.toml")
+    cfg = load_config(
+        Path(__file__).parent.parent / "syncd" / "app" / "data" / "syncd.example.toml"
+    )
     assert cfg.smtp is not None and cfg.smtp.password == SecretRef(credential="smtp-password")
 
 

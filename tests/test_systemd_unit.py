@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-UNIT = Path(__file__).parent.parent / "systemd" / "syncd.service"
+UNIT = Path(__file__).parent.parent / "syncd" / "app" / "data" / "syncd.service"
 
 
 def directives() -> dict[str, list[str]]:
@@ -56,3 +57,53 @@ def test_systemd_analyze_security_rates_the_unit_ok() -> None:
     if m is None:
         pytest.skip("this systemd-analyze cannot rate unit files offline")
     assert float(m.group(1)) <= 2.0
+
+
+def _generated(tmp_path: Path, toml: str) -> str:
+    cfg = tmp_path / "syncd.toml"
+    cfg.write_text(toml)
+    r = subprocess.run(
+        [sys.executable, "-m", "syncd", "systemd-unit", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_generated_unit_loads_exactly_the_credentials_the_config_names(tmp_path: Path) -> None:
+    unit = _generated(
+        tmp_path,
+        '[smtp]\nhost = "relay.council.example"\nsecurity = "none"\nsender = "s@council.example"\n'
+        '[[sources]]\nname = "dav"\nkind = "caldav"\nurl = "https://dav.council.example/"\n'
+        'username = "syncd"\npassword = { credential = "dav-pw" }\n',
+    )
+    creds = [line for line in unit.splitlines() if line.startswith("LoadCredential=")]
+    # A relay without a password needs no smtp-password: the shipped unit's line would stop
+    # systemd from starting the service at all.
+    assert creds == ["LoadCredential=dav-pw:/etc/syncd/credentials/dav-pw"]
+    assert f"--config {tmp_path / 'syncd.toml'}" in unit
+    assert "Type=notify" in unit and "ProtectSystem=strict" in unit
+
+
+def test_generated_unit_opens_the_metrics_folder(tmp_path: Path) -> None:
+    unit = _generated(tmp_path, f'metrics_file = "{tmp_path}/prom/syncd.prom"\n')
+    assert f"ReadWritePaths={tmp_path}/prom" in unit.splitlines()
+    assert not [line for line in unit.splitlines() if line.startswith("LoadCredential=")]
+
+
+def test_init_writes_the_shipped_files_and_never_overwrites(tmp_path: Path) -> None:
+    def init() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "syncd", "init", str(tmp_path / "etc")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    assert init().returncode == 0
+    assert (tmp_path / "etc" / "syncd.service").read_text() == UNIT.read_text()
+    assert "[[sources]]" in (tmp_path / "etc" / "syncd.toml").read_text()
+    again = init()
+    assert again.returncode == 2 and "already exists" in again.stderr

@@ -88,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     daemon_commands["findings"].add_argument("--team", help="only this team's calendars")
     daemon_commands["findings"].add_argument("--json", action="store_true", help="JSON output")
 
+    u = sub.add_parser(
+        "systemd-unit", help="print a unit file whose LoadCredential= lines fit the config"
+    )
+    u.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=config_help)
+    i = sub.add_parser("init", help="write the example config and unit file into a folder")
+    i.add_argument("folder", type=Path, nargs="?", default=Path("."), help="default: here")
+
     d = sub.add_parser("demo", help="run the main job on an embedded CalDAV server and mail sink")
     d.add_argument("--keep", type=Path, help="keep the demo's files in this folder")
     return p
@@ -95,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.config is None and args.command != "check":
+    if args.config is None and args.command not in ("check", "init", "demo"):
         args.config = Path(os.environ.get("SYNCD_CONFIG", DEFAULT_CONFIG))
     from syncd.app.logs import setup
 
@@ -113,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "status": cmd_status,
             "findings": cmd_findings,
             "demo": cmd_demo,
+            "systemd-unit": cmd_systemd_unit,
+            "init": cmd_init,
         }[args.command]
         status = handler(args)
         sys.stdout.flush()  # here, so a reader that left is seen inside this try
@@ -281,21 +290,11 @@ def _engine(cfg: Config) -> Any:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from syncd.secrets import SecretRef
+    from syncd.app.install import secret_refs
 
     cfg = load_config(args.config)
     problems = 0
-    refs: list[tuple[str, SecretRef]] = []
-    for i in range(len(cfg.sources)):
-        opts = cfg.source_options(i)
-        for name in type(opts).model_fields:
-            value = getattr(opts, name)
-            if isinstance(value, SecretRef):
-                refs.append((f"sources[{i}].{name}", value))
-    if cfg.smtp is not None and cfg.smtp.password is not None:
-        refs.append(("smtp.password", cfg.smtp.password))
-    if cfg.webhook is not None:
-        refs.append(("webhook.client_state", cfg.webhook.client_state))
+    refs = secret_refs(cfg)
     for where, ref in refs:
         try:
             ref.get()
@@ -304,6 +303,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             print(f"syncd: error: {where}: {exc}", file=sys.stderr)
             problems += 1
     problems += _check_database(cfg.database)
+    if cfg.metrics_file is not None:
+        folder = cfg.metrics_file.parent
+        if not (folder.is_dir() and os.access(folder, os.W_OK)):
+            print(
+                f"syncd: error: metrics_file: cannot write into {folder} "
+                "(under systemd, add it to ReadWritePaths=; 'syncd systemd-unit' does)",
+                file=sys.stderr,
+            )
+            problems += 1
     staff = sum(len(t.staff) for t in cfg.teams)
     if cfg.smtp is None:
         print(
@@ -467,6 +475,25 @@ def cmd_findings(args: argparse.Namespace) -> int:
             print(f"{when(f.start):<22} {f.calendar:<12} {f.rule:<18} {f.summary}: {f.message}")
         print(f"{len(found)} open finding(s)")
     return 1 if found else 0
+
+
+def cmd_systemd_unit(args: argparse.Namespace) -> int:
+    from syncd.app.install import unit_text
+
+    print(unit_text(load_config(args.config), args.config.resolve()), end="")
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from syncd.app.install import write_init
+
+    for path in write_init(args.folder):
+        print(f"wrote {path}")
+    print(
+        "next: edit syncd.toml, then 'syncd check-config --config syncd.toml' and "
+        "'syncd systemd-unit --config /etc/syncd/syncd.toml' for the unit that fits it"
+    )
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
