@@ -14,6 +14,8 @@ class Message:
     subject: str
     text: str
     html: str
+    key: str | None = None
+    """The idempotency key: the same key on a re-send means the same message."""
 
 
 class NotifierOptions(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import smtplib
 import ssl
@@ -41,6 +42,22 @@ class SmtpOptions(NotifierOptions):
         return v
 
 
+_NOT_ATOM = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def message_id(key: str | None, sender: str) -> str:
+    """A Message-ID that is the same for every send of one idempotency key, so a receiving
+    system can drop the duplicate of a re-send after a crash; a fresh one without a key."""
+    domain = sender.rpartition("@")[2]
+    if key is None:
+        return make_msgid(domain=domain)
+    # The readable part is sanitised to a dot-atom and capped; the hash of the raw key (and
+    # sender, so two deployments never collide) keeps ids unique whatever the key holds.
+    digest = hashlib.sha256(f"{key}\0{sender}".encode()).hexdigest()[:16]
+    readable = _NOT_ATOM.sub("-", key)[:64].strip("-") or "m"
+    return f"<{readable}.{digest}@{domain}>"
+
+
 class EmailNotifier(Notifier):
     def __init__(self, settings: SmtpOptions, secret: Callable[[str], str]):
         self.settings = settings
@@ -52,7 +69,7 @@ class EmailNotifier(Notifier):
         msg["To"] = ", ".join(message.to)
         msg["Subject"] = message.subject
         msg["Date"] = formatdate(localtime=False)
-        msg["Message-ID"] = make_msgid(domain=self.settings.sender.rpartition("@")[2])
+        msg["Message-ID"] = message_id(message.key, self.settings.sender)
         msg["Auto-Submitted"] = "auto-generated"
         msg.set_content(message.text)
         msg.add_alternative(message.html, subtype="html")
