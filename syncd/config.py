@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -24,9 +25,10 @@ from pydantic import (
     model_validator,
 )
 
-from syncd import sources
+from syncd import notify, sources
 from syncd.domain.rules import RulesConfig
 from syncd.errors import ConfigError
+from syncd.notify.base import Notifier
 from syncd.notify.email import SmtpOptions
 from syncd.secrets import SecretRef
 from syncd.sources.base import SourceOptions
@@ -318,6 +320,42 @@ def load_config(path: Path | str) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML: {exc}") from None
     return parse_config(data, origin=str(p))
+
+
+CHANNEL_TABLES: dict[str, str] = {"smtp": "email"}
+"""Config table -> the notification channel whose options it holds."""
+
+
+def _secret_reader(table: str, options: BaseModel) -> Callable[[str], str]:
+    def read(field: str) -> str:
+        ref = getattr(options, field, None)
+        if not isinstance(ref, SecretRef):
+            raise ConfigError(f"{table}.{field}: not configured")
+        try:
+            value: str = ref.get()
+        except ConfigError as exc:
+            raise ConfigError(f"{table}.{field}: {exc}") from None
+        return value
+
+    return read
+
+
+def build_notifier(cfg: Config) -> Notifier | None:
+    """The configured delivery channel, built through the registry; None when there is none.
+
+    Secrets the channel reads on every send are read now: without the relay's password nobody
+    would ever be told anything, so the start fails naming the key, not the first alert.
+    """
+    for table, kind in CHANNEL_TABLES.items():
+        options = getattr(cfg, table)
+        if options is None:
+            continue
+        read = _secret_reader(table, options)
+        notifier = notify.load(kind)(options, read)
+        for field in notifier.needed_secrets():
+            read(field)
+        return notifier
+    return None
 
 
 def default_config() -> Config:
