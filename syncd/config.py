@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -24,9 +25,10 @@ from pydantic import (
     model_validator,
 )
 
-from syncd import sources
+from syncd import notify, sources
 from syncd.domain.rules import RulesConfig
 from syncd.errors import ConfigError
+from syncd.notify.base import Notifier
 from syncd.notify.email import SmtpOptions
 from syncd.secrets import SecretRef
 from syncd.sources.base import SourceOptions
@@ -66,7 +68,7 @@ class Staff(_Strict):
     name: str = Field(description="Display name, shown to monitors and managers only.")
     email: str | None = Field(None, description="Where nudges go, if nudges are on.")
     phone: str | None = Field(None, description="Work mobile, for escalations.")
-    calendar: CalendarRef
+    calendar: CalendarRef = Field(description="The worker's calendar: a source and a locator.")
 
     @field_validator("id")
     @classmethod
@@ -89,7 +91,7 @@ class Team(_Strict):
     managers: list[Email] = Field(
         default_factory=list, description="Named managers, for escalations."
     )
-    staff: list[Staff] = Field(default_factory=list)
+    staff: list[Staff] = Field(default_factory=list, description="The team's workers.")
 
 
 class OfficeHours(_Strict):
@@ -179,16 +181,21 @@ class SourceConfig(BaseModel):
     """``[[sources]]``: name and kind here; every other key belongs to the backend's options."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
-    name: str
-    kind: str
+    name: str = Field(description="Name that staff calendars refer to (calendar.source).")
+    kind: str = Field(description="The backend: caldav, ics, ews or graph.")
 
 
 class Config(_Strict):
-    timezone: str = Field("Europe/London", description="IANA time zone of the teams.")
+    timezone: str = Field(
+        "Europe/London",
+        description="IANA time zone of the teams; Outlook's Windows zone names inside "
+        "entries are mapped.",
+    )
     database: str = Field(
         "sqlite:///syncd.db",
         description="SQLAlchemy URL of the state database. Relative SQLite paths are under "
-        "$STATE_DIRECTORY when systemd sets it.",
+        "$STATE_DIRECTORY when systemd sets it. PostgreSQL: postgresql+psycopg://user@host/db "
+        "(install syncd[postgresql]).",
     )
     poll_interval: int = Field(60, ge=10, le=3600, description="Seconds between sync cycles.")
     lookahead_days: int = Field(
@@ -212,17 +219,28 @@ class Config(_Strict):
         description="Write Prometheus metrics here after each cycle (for node_exporter's "
         "textfile collector), e.g. /var/lib/prometheus/node-exporter/syncd.prom.",
     )
-    office_hours: OfficeHours = Field(default_factory=OfficeHours)
+    office_hours: OfficeHours = Field(
+        default_factory=OfficeHours, description="When the team's workers are at work."
+    )
     smtp: SmtpOptions | None = Field(
         None, description="Outgoing mail relay; without it nobody is told."
     )
     webhook: Webhook | None = Field(
-        None, description="Optional Microsoft Graph change notifications; omit to poll only."
+        None,
+        description="Optional Microsoft Graph change notifications; omit to poll only. See "
+        "docs/microsoft-365.md.",
     )
-    notify: Notify = Field(default_factory=Notify)
-    rules: RulesConfig = Field(default_factory=RulesConfig)
-    sources: list[SourceConfig] = Field(default_factory=list)
-    teams: list[Team] = Field(default_factory=list)
+    notify: Notify = Field(default_factory=Notify, description="What is sent, and when.")
+    rules: RulesConfig = Field(
+        default_factory=RulesConfig,
+        description="Widen visit recognition, add or tighten rules (see syncd/domain/rules.py).",
+    )
+    sources: list[SourceConfig] = Field(
+        default_factory=list, description="The calendar servers, feeds and tenants read."
+    )
+    teams: list[Team] = Field(
+        default_factory=list, description="Each team: its monitors, managers and staff."
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -318,6 +336,42 @@ def load_config(path: Path | str) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML: {exc}") from None
     return parse_config(data, origin=str(p))
+
+
+CHANNEL_TABLES: dict[str, str] = {"smtp": "email"}
+"""Config table -> the notification channel whose options it holds."""
+
+
+def _secret_reader(table: str, options: BaseModel) -> Callable[[str], str]:
+    def read(field: str) -> str:
+        ref = getattr(options, field, None)
+        if not isinstance(ref, SecretRef):
+            raise ConfigError(f"{table}.{field}: not configured")
+        try:
+            value: str = ref.get()
+        except ConfigError as exc:
+            raise ConfigError(f"{table}.{field}: {exc}") from None
+        return value
+
+    return read
+
+
+def build_notifier(cfg: Config) -> Notifier | None:
+    """The configured delivery channel, built through the registry; None when there is none.
+
+    Secrets the channel reads on every send are read now: without the relay's password nobody
+    would ever be told anything, so the start fails naming the key, not the first alert.
+    """
+    for table, kind in CHANNEL_TABLES.items():
+        options = getattr(cfg, table)
+        if options is None:
+            continue
+        read = _secret_reader(table, options)
+        notifier = notify.load(kind)(options, read)
+        for field in notifier.needed_secrets():
+            read(field)
+        return notifier
+    return None
 
 
 def default_config() -> Config:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from syncd.config import load_config, parse_config
+from syncd import notify
+from syncd.config import build_notifier, load_config, parse_config
 from syncd.errors import ConfigError
 from syncd.secrets import SecretRef
 
@@ -118,3 +119,36 @@ def test_secrets_from_env_file_and_systemd_credentials(tmp_path: Path) -> None:
     assert "from-" not in str(exc.value)
     with pytest.raises(ConfigError, match="CREDENTIALS_DIRECTORY"):
         SecretRef(credential="caldav").get({})
+
+
+# --- the notifier, built from [smtp] through the channel registry -----------------------
+SMTP = '\n[smtp]\nhost = "relay.council.example"\nsender = "syncd@council.example"\n'
+
+
+def test_no_smtp_means_no_notifier(tmp_path: Path) -> None:
+    assert build_notifier(load_config(write(tmp_path, BASE))) is None
+
+
+def test_smtp_table_is_the_email_channels_options(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, BASE + SMTP))
+    n = build_notifier(cfg)
+    assert type(n) is notify.load("email") and n.kind == "email"
+    assert isinstance(cfg.smtp, notify.load("email").Options)
+
+
+def test_smtp_password_is_read_at_start_naming_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = BASE + SMTP + 'username = "syncd"\npassword = { env = "SYNCD_TEST_SMTP_PW" }\n'
+    cfg = load_config(write(tmp_path, text))
+    monkeypatch.delenv("SYNCD_TEST_SMTP_PW", raising=False)
+    with pytest.raises(ConfigError, match=r"^smtp\.password: "):
+        build_notifier(cfg)
+    monkeypatch.setenv("SYNCD_TEST_SMTP_PW", "pw")
+    assert build_notifier(cfg) is not None
+
+
+def test_smtp_username_without_password_is_refused_at_start(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, BASE + SMTP + 'username = "syncd"\n'))
+    with pytest.raises(ConfigError, match=r"^smtp\.password: not configured"):
+        build_notifier(cfg)

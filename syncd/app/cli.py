@@ -263,30 +263,11 @@ def _print_table(
 
 # --- daemon commands ------------------------------------------------------------------
 def _engine(cfg: Config) -> Any:
-    from syncd.notify.email import EmailNotifier
+    from syncd.config import build_notifier
     from syncd.store import open_store
     from syncd.track.engine import Engine
 
-    notifier = None
-    if cfg.smtp is not None:
-        smtp = cfg.smtp
-
-        def smtp_secret(field: str) -> str:
-            ref = getattr(smtp, field)
-            if ref is None:
-                raise ConfigError(f"smtp.{field}: not configured")
-            try:
-                value: str = ref.get()
-            except ConfigError as exc:
-                raise ConfigError(f"smtp.{field}: {exc}") from None
-            return value
-
-        # Fail at start, naming the key, not at the first alert: without the relay's password
-        # nobody would ever be told anything.
-        if smtp.username:
-            smtp_secret("password")
-        notifier = EmailNotifier(smtp, smtp_secret)
-    return Engine(cfg, open_store(cfg.database), notifier)
+    return Engine(cfg, open_store(cfg.database), build_notifier(cfg))
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

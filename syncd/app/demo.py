@@ -24,9 +24,8 @@ import requests
 from icalendar import Calendar, Event
 
 from syncd.app.daemon import utcnow
-from syncd.config import parse_config
+from syncd.config import build_notifier, parse_config
 from syncd.errors import SyncdError
-from syncd.notify.email import EmailNotifier
 from syncd.notify.render import when
 from syncd.store import open_store
 from syncd.track.engine import Engine
@@ -248,8 +247,7 @@ def run_demo(keep: Path | None = None, now: datetime | None = None) -> int:
             origin="demo config",
         )
         store = open_store(cfg.database)
-        assert cfg.smtp is not None
-        engine = Engine(cfg, store, EmailNotifier(cfg.smtp, lambda _f: ""))
+        engine = Engine(cfg, store, build_notifier(cfg))
         print(f"syncd demo: {len(STAFF)} staff calendars of one team; running one sync cycle ...\n")
         report = engine.cycle(now)
         _print_board(engine, now)
