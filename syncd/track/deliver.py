@@ -1,0 +1,78 @@
+"""Step 4 of the cycle: send what the outbox holds (one digest per team, morning reports,
+nudges), retrying failures with back-off and giving up on permanent refusals."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from syncd.config import Config
+from syncd.errors import NotifyError
+from syncd.notify.base import Message, Notifier
+from syncd.notify.render import render_digest, render_morning, render_nudge
+from syncd.store import OutboxRow, Store
+from syncd.track.context import CycleReport
+
+log = logging.getLogger(__name__)
+
+RETRY_DELAYS = (60, 120, 300, 600, 1800)
+"""Seconds before re-sending a failed notification; the last repeats until it goes."""
+
+
+def deliver(
+    config: Config, store: Store, notifier: Notifier | None, now: datetime, report: CycleReport
+) -> None:
+    due = store.due(now)
+    if not due:
+        return
+    if notifier is None:
+        log.error(
+            "%d notifications waiting but no [smtp] is configured: nobody is being told",
+            len(due),
+        )
+        report.send_failures += len(due)
+        return
+    teams = {t.name: t for t in config.teams}
+    groups: dict[tuple[str, str | None, str], list[OutboxRow]] = defaultdict(list)
+    for row in due:
+        kind = row.kind if row.kind in ("morning", "nudge") else "digest"
+        groups[(row.team, row.recipient, kind)].append(row)
+    for (team_name, recipient, kind), rows in groups.items():
+        team = teams.get(team_name)
+        to = [recipient] if recipient else (team.monitors if team else [])
+        if not to:
+            store.defer([r.id for r in rows], "team no longer configured", None, now)
+            log.error("dropping %d notifications for a team no longer configured", len(rows))
+            continue
+        messages: list[tuple[Message, list[int]]]
+        if kind == "morning":
+            messages = [(render_morning(team_name, r.payload, to=to), [r.id]) for r in rows]
+        elif kind == "nudge":
+            messages = [
+                (render_nudge(rows[0].payload["staff_name"], rows, to=to), [r.id for r in rows])
+            ]
+        else:
+            messages = [(render_digest(team_name, rows, to=to), [r.id for r in rows])]
+        for msg, ids in messages:
+            attempts = max(r.attempts for r in rows if r.id in ids)
+            try:
+                notifier.send(msg)
+            except NotifyError as exc:
+                report.send_failures += 1
+                if exc.permanent:
+                    log.error("giving up on a %s message for team %s: %s", kind, team_name, exc)
+                    store.defer(ids, str(exc), None, now)
+                else:
+                    delay = RETRY_DELAYS[min(attempts, len(RETRY_DELAYS) - 1)]
+                    log.error(
+                        "could not send a %s message for team %s (%s); retrying in %ds",
+                        kind,
+                        team_name,
+                        exc,
+                        delay,
+                    )
+                    store.defer(ids, str(exc), now + timedelta(seconds=delay), now)
+                continue
+            store.mark_sent(ids, now)
+            report.sent += 1

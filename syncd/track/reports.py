@@ -1,0 +1,50 @@
+"""Step 3 of the cycle: the morning report, enqueued once a day per team (also across
+restarts: the store records the day each report was enqueued)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from syncd.config import Config
+from syncd.domain.tracking import window_between
+from syncd.store import Store
+from syncd.track.context import local
+
+
+def enqueue_reports(config: Config, store: Store, now: datetime) -> None:
+    tz = config.tz
+    at = config.notify.morning_report
+    wall = now.astimezone(tz)
+    if at is None or wall.time() < at:
+        return
+    day = wall.date()
+    span = window_between(day, day + timedelta(days=2), tz)
+    findings = store.all_open_findings(span.start, span.end)
+    states = {s.key: s for s in store.calendars()}
+    for team in config.teams:
+        ids = {s.id for s in team.staff}
+        names = {s.id: s.name for s in team.staff}
+        payload = {
+            "day": day.isoformat(),
+            "findings": [
+                {
+                    "staff_id": f.calendar,
+                    "staff_name": names[f.calendar],
+                    "rule": f.rule,
+                    "summary": f.summary,
+                    "start": f.start,
+                    "message": f.message,
+                }
+                for f in findings
+                if f.calendar in ids
+            ],
+            "blind": [
+                {"staff_name": names[k], "since": local(st.blind_since, tz)}
+                for k, st in states.items()
+                if k in ids and st.blind_since is not None
+            ],
+            "visits": store.count_visits(ids, span.start, span.end),
+        }
+        store.claim_report(
+            team.name, "morning", day.isoformat(), ("morning", team.name, None, payload), now
+        )
