@@ -74,7 +74,6 @@ visits = Table(
     Column("calendar", String(64), primary_key=True),
     Column("occurrence", String(512), primary_key=True),
     Column("start_utc", UtcDateTime, nullable=False),
-    Column("data", Text, nullable=False),  # Occurrence.to_json()
     Column("seen_at", UtcDateTime, nullable=False),
     Index("ix_visits_start", "start_utc"),
 )
