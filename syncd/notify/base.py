@@ -14,6 +14,8 @@ class Message:
     subject: str
     text: str
     html: str
+    key: str | None = None
+    """Idempotency key: a re-send of the same notification carries the same key."""
 
 
 class NotifierOptions(BaseModel):

@@ -11,10 +11,11 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 
+from syncd.domain.events import Notice
 from syncd.domain.model import Finding, Occurrence
 from syncd.store import schema as t
 from syncd.store.common import Aggregate, chunks, utc_start
-from syncd.store.outbox import QueuedEvent, enqueue_rows
+from syncd.store.outbox import enqueue_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,14 +77,14 @@ class Findings(Aggregate):
         visits: Sequence[Occurrence],
         new: Sequence[tuple[Finding, datetime]],
         resolved: Iterable[tuple[str, str]],
-        events: Sequence[QueuedEvent],
+        notices: Sequence[Notice],
         redated: Iterable[tuple[str, str, datetime]] = (),
     ) -> None:
         """One transaction: visits as seen, new and resolved findings, and their outbox rows.
 
         ``new`` pairs each finding with its start in UTC; ``resolved`` is (finding key,
         resolution); ``redated`` is (finding key, start, start in UTC) for open findings whose
-        date moved; ``events`` are outbox rows (kind, team, recipient, payload).
+        date moved; ``notices`` go to the outbox.
         """
         with self.engine.begin() as conn:
             conn.execute(delete(t.visits).where(t.visits.c.calendar == key))
@@ -139,7 +140,7 @@ class Findings(Aggregate):
                     .where(t.findings.c.key == fkey, t.findings.c.resolved_at.is_(None))
                     .values(resolved_at=now, resolution=resolution)
                 )
-            enqueue_rows(conn, events, now)
+            enqueue_rows(conn, notices, now)
             conn.execute(
                 update(t.calendars)
                 .where(t.calendars.c.key == key)

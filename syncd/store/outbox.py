@@ -3,7 +3,6 @@ state change it announces, and sent in a later step; so a crash loses nothing.""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,49 +10,46 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from syncd.domain.events import Event, Notice, from_json, to_json
 from syncd.store import schema as t
 from syncd.store.common import Aggregate, chunks
-
-QueuedEvent = tuple[str, str, str | None, dict[str, Any]]
-"""(kind, team, recipient or None for the team's monitors, payload)."""
 
 
 @dataclass(frozen=True, slots=True)
 class OutboxRow:
     id: int
-    kind: str
     team: str
-    recipient: str | None
-    payload: dict[str, Any]
+    recipient: str | None  # None: the team's monitors
+    event: Event
     created_at: datetime
     attempts: int
 
 
-def enqueue_rows(conn: Connection, events: Sequence[QueuedEvent], now: datetime) -> None:
-    """Queue ``events`` inside the caller's transaction."""
-    if not events:
+def enqueue_rows(conn: Connection, notices: Sequence[Notice], now: datetime) -> None:
+    """Queue ``notices`` inside the caller's transaction."""
+    if not notices:
         return
     conn.execute(
         insert(t.outbox),
         [
             {
-                "kind": kind,
-                "team": team,
-                "recipient": recipient,
-                "payload": json.dumps(payload, sort_keys=True, default=str),
+                "kind": n.event.kind,
+                "team": n.team,
+                "recipient": n.recipient,
+                "payload": to_json(n.event),
                 "created_at": now,
                 "due_at": now,
                 "attempts": 0,
             }
-            for kind, team, recipient, payload in events
+            for n in notices
         ],
     )
 
 
 class Outbox(Aggregate):
-    def enqueue(self, events: Sequence[QueuedEvent], now: datetime) -> None:
+    def enqueue(self, notices: Sequence[Notice], now: datetime) -> None:
         with self.engine.begin() as conn:
-            enqueue_rows(conn, events, now)
+            enqueue_rows(conn, notices, now)
 
     def due(self, now: datetime) -> list[OutboxRow]:
         with self.engine.connect() as conn:
@@ -69,10 +65,10 @@ class Outbox(Aggregate):
         return [
             OutboxRow(
                 id=r.id,
-                kind=r.kind,
                 team=r.team,
                 recipient=r.recipient,
-                payload=json.loads(r.payload),
+                # Rows written before events were typed are version 0: kind from the column.
+                event=from_json(r.payload, r.kind),
                 created_at=r.created_at,
                 attempts=r.attempts,
             )

@@ -7,15 +7,14 @@ from datetime import datetime
 
 from sqlalchemy import insert, select, update
 
+from syncd.domain.events import Notice
 from syncd.store import schema as t
 from syncd.store.common import Aggregate
-from syncd.store.outbox import QueuedEvent, enqueue_rows
+from syncd.store.outbox import enqueue_rows
 
 
 class Reports(Aggregate):
-    def claim_report(
-        self, team: str, kind: str, day: str, event: QueuedEvent, now: datetime
-    ) -> bool:
+    def claim_report(self, team: str, kind: str, day: str, notice: Notice, now: datetime) -> bool:
         """Record that ``day``'s report is enqueued, and enqueue it; False if it already was."""
         with self.engine.begin() as conn:
             prev = conn.execute(
@@ -31,5 +30,5 @@ class Reports(Aggregate):
                     .where(t.reports.c.team == team, t.reports.c.kind == kind)
                     .values(day=day)
                 )
-            enqueue_rows(conn, [event], now)
+            enqueue_rows(conn, [notice], now)
         return True

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from typing import Any
 
 from syncd.config import Config, Staff, Team
-
-Event = tuple[str, str, str | None, dict[str, Any]]
 
 Roster = dict[str, tuple[Team, Staff]]
 """Staff id (the calendar key) -> (team, staff), in config order."""
@@ -33,10 +30,6 @@ def roster(config: Config) -> Roster:
     return {s.id: (team, s) for team in config.teams for s in team.staff}
 
 
-def local(moment: datetime, tz: tzinfo) -> str:
-    """ISO text in the teams' zone, so emails show the wall-clock time people live by."""
-    return moment.astimezone(tz).isoformat()
-
-
-def who(staff: Staff) -> dict[str, Any]:
-    return {"staff_id": staff.id, "staff_name": staff.name}
+def local(moment: datetime, tz: tzinfo) -> datetime:
+    """The moment in the teams' zone, so emails show the wall-clock time people live by."""
+    return moment.astimezone(tz)

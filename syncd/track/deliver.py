@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from syncd.config import Config
+from syncd.domain.events import Event, MorningReport, Nudge
 from syncd.errors import NotifyError
 from syncd.notify.base import Message, Notifier
 from syncd.notify.render import render_digest, render_morning, render_nudge
@@ -36,8 +39,7 @@ def deliver(
     teams = {t.name: t for t in config.teams}
     groups: dict[tuple[str, str | None, str], list[OutboxRow]] = defaultdict(list)
     for row in due:
-        kind = row.kind if row.kind in ("morning", "nudge") else "digest"
-        groups[(row.team, row.recipient, kind)].append(row)
+        groups[(row.team, row.recipient, _message_kind(row.event))].append(row)
     for (team_name, recipient, kind), rows in groups.items():
         team = teams.get(team_name)
         to = [recipient] if recipient else (team.monitors if team else [])
@@ -45,19 +47,11 @@ def deliver(
             store.defer([r.id for r in rows], "team no longer configured", None, now)
             log.error("dropping %d notifications for a team no longer configured", len(rows))
             continue
-        messages: list[tuple[Message, list[int]]]
-        if kind == "morning":
-            messages = [(render_morning(team_name, r.payload, to=to), [r.id]) for r in rows]
-        elif kind == "nudge":
-            messages = [
-                (render_nudge(rows[0].payload["staff_name"], rows, to=to), [r.id for r in rows])
-            ]
-        else:
-            messages = [(render_digest(team_name, rows, to=to), [r.id for r in rows])]
+        messages = _render(team_name, kind, rows, to)
         for msg, ids in messages:
             attempts = max(r.attempts for r in rows if r.id in ids)
             try:
-                notifier.send(msg)
+                notifier.send(replace(msg, key=message_key(ids)))
             except NotifyError as exc:
                 report.send_failures += 1
                 if exc.permanent:
@@ -76,3 +70,35 @@ def deliver(
                 continue
             store.mark_sent(ids, now)
             report.sent += 1
+
+
+def message_key(ids: Sequence[int]) -> str:
+    """The message's idempotency key: the same outbox rows give the same key, so a re-send
+    after a crash can be recognised (and dropped) by the receiving system."""
+    return "outbox-" + "-".join(str(i) for i in ids)
+
+
+def _message_kind(event: Event) -> str:
+    """Morning reports and nudges go one by one; everything else into the team's digest."""
+    match event:
+        case MorningReport():
+            return "morning"
+        case Nudge():
+            return "nudge"
+        case _:
+            return "digest"
+
+
+def _render(
+    team: str, kind: str, rows: Sequence[OutboxRow], to: Sequence[str]
+) -> list[tuple[Message, list[int]]]:
+    if kind == "morning":
+        return [
+            (render_morning(team, r.event, to=to), [r.id])
+            for r in rows
+            if isinstance(r.event, MorningReport)
+        ]
+    if kind == "nudge":
+        nudges = [r.event for r in rows if isinstance(r.event, Nudge)]
+        return [(render_nudge(nudges[0].staff_name, nudges, to=to), [r.id for r in rows])]
+    return [(render_digest(team, [r.event for r in rows], to=to), [r.id for r in rows])]

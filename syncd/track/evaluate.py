@@ -8,11 +8,12 @@ from datetime import datetime
 
 from syncd.config import Config
 from syncd.domain import rules
+from syncd.domain.events import Fixed, NewFinding, Notice, Nudge, parse_when
 from syncd.domain.model import Occurrence, Problem, Window
 from syncd.domain.tracking import diff_findings, local_day, problem_finding
 from syncd.parse.ical import parse_ical
 from syncd.store import Store, utc_start
-from syncd.track.context import CycleReport, Event, Roster, who
+from syncd.track.context import CycleReport, Roster
 
 
 class Evaluator:
@@ -46,28 +47,17 @@ class Evaluator:
             {k: f.occurrence for k, f in open_.items()},
             window,
         )
-        events: list[Event] = []
+        notices: list[Notice] = []
         for f in diff.new:
-            payload = who(staff) | {
-                "rule": f.rule,
-                "summary": f.summary,
-                "start": f.start.isoformat(),
-                "message": f.message,
-            }
-            events.append(("finding", team.name, None, payload))
+            fields = (staff.id, staff.name, f.rule, f.summary, f.start, f.message)
+            notices.append(Notice(team.name, NewFinding(*fields)))
             if self.config.notify.nudge_staff and staff.email:
-                events.append(("nudge", team.name, staff.email, payload))
+                notices.append(Notice(team.name, Nudge(*fields), recipient=staff.email))
         for fkey, resolution in diff.resolved:
             if resolution == "fixed":
                 f0 = open_[fkey]
-                events.append(
-                    (
-                        "fixed",
-                        team.name,
-                        None,
-                        who(staff) | {"rule": f0.rule, "summary": f0.summary, "start": f0.start},
-                    )
-                )
+                fixed = Fixed(staff.id, staff.name, f0.rule, f0.summary, parse_when(f0.start))
+                notices.append(Notice(team.name, fixed))
         # An unreadable entry has no date of its own and is dated at today's window start;
         # moving it along each day keeps it in the morning report until it is fixed.
         redated = [
@@ -83,7 +73,7 @@ class Evaluator:
             new=[(f, utc_start(f.start)) for f in diff.new],
             resolved=diff.resolved,
             redated=redated,
-            events=events,
+            notices=notices,
         )
         report.evaluated += 1
         report.visits += len(result.visits)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from syncd.config import Config
+from syncd.domain.events import MorningReport, Notice, ReportBlind, ReportLine, parse_when
 from syncd.domain.tracking import window_between
 from syncd.store import Store
 from syncd.track.context import local
@@ -24,27 +25,25 @@ def enqueue_reports(config: Config, store: Store, now: datetime) -> None:
     for team in config.teams:
         ids = {s.id for s in team.staff}
         names = {s.id: s.name for s in team.staff}
-        payload = {
-            "day": day.isoformat(),
-            "findings": [
-                {
-                    "staff_id": f.calendar,
-                    "staff_name": names[f.calendar],
-                    "rule": f.rule,
-                    "summary": f.summary,
-                    "start": f.start,
-                    "message": f.message,
-                }
+        event = MorningReport(
+            day=day,
+            findings=tuple(
+                ReportLine(
+                    staff_id=f.calendar,
+                    staff_name=names[f.calendar],
+                    rule=f.rule,
+                    summary=f.summary,
+                    start=parse_when(f.start),
+                    message=f.message,
+                )
                 for f in findings
                 if f.calendar in ids
-            ],
-            "blind": [
-                {"staff_name": names[k], "since": local(st.blind_since, tz)}
+            ),
+            blind=tuple(
+                ReportBlind(staff_name=names[k], since=local(st.blind_since, tz))
                 for k, st in states.items()
                 if k in ids and st.blind_since is not None
-            ],
-            "visits": store.count_visits(ids, span.start, span.end),
-        }
-        store.claim_report(
-            team.name, "morning", day.isoformat(), ("morning", team.name, None, payload), now
+            ),
+            visits=store.count_visits(ids, span.start, span.end),
         )
+        store.claim_report(team.name, event.kind, day.isoformat(), Notice(team.name, event), now)

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from syncd.config import Config
+from syncd.domain.events import Blind, Emptied, EmptyAccepted, Notice, Recovered, Refilled
 from syncd.domain.model import ChangeSet, Window
 from syncd.errors import AuthError, ConfigError, SourceError
 from syncd.sources import Source
 from syncd.sources.base import SyncRequest
 from syncd.store import CalendarState, Store, locator_hash
-from syncd.track.context import CycleReport, Event, Roster, local, who
+from syncd.track.context import CycleReport, Roster, local
 
 log = logging.getLogger(__name__)
 
@@ -154,17 +155,11 @@ class Syncer:
         team, staff = self.staff[key]
         report.requests += changes.requests
         self.not_before.pop(key, None)
-        events: list[Event] = []
+        notices: list[Notice] = []
         if state.blind_since is not None and self.store.set_blind(key, None):
             log.warning("calendar %s readable again", key)
-            events.append(
-                (
-                    "recovered",
-                    team.name,
-                    None,
-                    who(staff) | {"since": local(state.blind_since, self.tz)},
-                )
-            )
+            since = local(state.blind_since, self.tz)
+            notices.append(Notice(team.name, Recovered(staff.id, staff.name, since)))
         emptied = (
             changes.full and known and not changes.upserts and set(changes.deletes) >= set(known)
         )
@@ -174,38 +169,25 @@ class Syncer:
                     "calendar %s suddenly returned no entries; keeping %d held", key, len(known)
                 )
                 self.store.mark_ok(key, now, empty_since=now)
-                events.append(
-                    ("emptied", team.name, None, who(staff) | {"since": local(now, self.tz)})
-                )
-                self.store.enqueue(events, now)
+                emptied_at = local(now, self.tz)
+                notices.append(Notice(team.name, Emptied(staff.id, staff.name, emptied_at)))
+                self.store.enqueue(notices, now)
                 return
             if now - state.empty_since < self.config.empty_grace:
                 self.store.mark_ok(key, now, empty_since=state.empty_since)
-                self.store.enqueue(events, now)
+                self.store.enqueue(notices, now)
                 return
             log.warning("calendar %s empty for %s; accepting it", key, self.config.empty_grace)
-            events.append(
-                (
-                    "empty-accepted",
-                    team.name,
-                    None,
-                    who(staff) | {"grace_minutes": self.config.empty_grace_minutes},
-                )
-            )
+            grace = self.config.empty_grace_minutes
+            notices.append(Notice(team.name, EmptyAccepted(staff.id, staff.name, grace)))
         elif state.empty_since is not None:
             log.warning("calendar %s has entries again", key)
-            events.append(
-                (
-                    "refilled",
-                    team.name,
-                    None,
-                    who(staff) | {"since": local(state.empty_since, self.tz)},
-                )
-            )
+            since = local(state.empty_since, self.tz)
+            notices.append(Notice(team.name, Refilled(staff.id, staff.name, since)))
         if changes.upserts or changes.deletes:
             report.changed += 1
         self.store.apply_changes(key, changes, now)
-        self.store.enqueue(events, now)
+        self.store.enqueue(notices, now)
 
     def _failed(self, key: str, error: SourceError, now: datetime, report: CycleReport) -> None:
         team, staff = self.staff[key]
@@ -217,14 +199,5 @@ class Syncer:
         if isinstance(error, AuthError) or error.permanent or failures >= self.config.blind_after:
             report.blind.append(key)
             if self.store.set_blind(key, now):
-                self.store.enqueue(
-                    [
-                        (
-                            "blind",
-                            team.name,
-                            None,
-                            who(staff) | {"since": local(now, self.tz), "error": str(error)},
-                        )
-                    ],
-                    now,
-                )
+                blind = Blind(staff.id, staff.name, local(now, self.tz), str(error))
+                self.store.enqueue([Notice(team.name, blind)], now)
