@@ -68,7 +68,7 @@ def test_relative_sqlite_paths_go_under_the_state_directory() -> None:
     assert resolve_url("sqlite:///syncd.db", {}) == "sqlite:///syncd.db"
 
 
-def test_0003_drops_visit_data_and_keeps_the_rows(tmp_path: Path) -> None:
+def test_0003_drops_visit_data_keeps_the_rows_and_adds_outbox_claims(tmp_path: Path) -> None:
     """A store made before 0003 upgrades in place: rows and the start index survive."""
     url = f"sqlite:///{tmp_path / 's.db'}"
     engine = create_engine(url)
@@ -88,4 +88,5 @@ def test_0003_drops_visit_data_and_keeps_the_rows(tmp_path: Path) -> None:
     columns = {c["name"] for c in inspect(store.engine).get_columns("visits")}
     assert "data" not in columns and {"calendar", "occurrence", "start_utc"} <= columns
     assert "ix_visits_start" in {i["name"] for i in inspect(store.engine).get_indexes("visits")}
+    assert "claimed_until" in {c["name"] for c in inspect(store.engine).get_columns("outbox")}
     assert store.count_visits(["s1"], NOW - timedelta(hours=1), NOW + timedelta(hours=1)) == 1

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import ColumnElement, Connection, insert, or_, select, update
 
 from syncd.domain.events import Event, Notice, from_json, to_json
 from syncd.store import schema as t
@@ -59,6 +59,7 @@ class Outbox(Aggregate):
                     t.outbox.c.sent_at.is_(None),
                     t.outbox.c.failed_at.is_(None),
                     t.outbox.c.due_at <= now,
+                    _unclaimed(now),
                 )
                 .order_by(t.outbox.c.id)
             ).all()
@@ -74,6 +75,29 @@ class Outbox(Aggregate):
             )
             for r in rows
         ]
+
+    def claim(self, ids: Sequence[int], now: datetime, until: datetime) -> list[int]:
+        """Lease the unsent rows ``ids`` to this sender until ``until``; the ids it got.
+
+        Update-if-unchanged, row by row in one transaction, so of two senders racing for a
+        row exactly one gets it; a lease that ran out (its sender crashed) can be taken.
+        """
+        got: list[int] = []
+        with self.engine.begin() as conn:
+            for i in ids:
+                res = conn.execute(
+                    update(t.outbox)
+                    .where(
+                        t.outbox.c.id == i,
+                        t.outbox.c.sent_at.is_(None),
+                        t.outbox.c.failed_at.is_(None),
+                        _unclaimed(now),
+                    )
+                    .values(claimed_until=until)
+                )
+                if res.rowcount:
+                    got.append(i)
+        return got
 
     def pending_count(self) -> int:
         with self.engine.connect() as conn:
@@ -94,12 +118,21 @@ class Outbox(Aggregate):
                 )
 
     def defer(self, ids: Sequence[int], error: str, until: datetime | None, now: datetime) -> None:
-        """Push rows back to ``until``; ``until=None`` gives up on them (permanent failure)."""
+        """Push rows back to ``until`` and release them; ``until=None`` gives up on them
+        (permanent failure)."""
         with self.engine.begin() as conn:
             for chunk in chunks(list(ids)):
-                values: dict[str, Any] = {"attempts": t.outbox.c.attempts + 1, "last_error": error}
+                values: dict[str, Any] = {
+                    "attempts": t.outbox.c.attempts + 1,
+                    "last_error": error,
+                    "claimed_until": None,  # released: the retry need not wait for the lease
+                }
                 if until is None:
                     values["failed_at"] = now
                 else:
                     values["due_at"] = until
                 conn.execute(update(t.outbox).where(t.outbox.c.id.in_(chunk)).values(**values))
+
+
+def _unclaimed(now: datetime) -> ColumnElement[bool]:
+    return or_(t.outbox.c.claimed_until.is_(None), t.outbox.c.claimed_until < now)

@@ -113,6 +113,7 @@ outbox = Table(
     Column("last_error", Text),
     Column("sent_at", UtcDateTime),
     Column("failed_at", UtcDateTime),
+    Column("claimed_until", UtcDateTime),  # a sender's lease: only it sends the row till then
     Index("ix_outbox_due", "sent_at", "failed_at", "due_at"),
 )
 

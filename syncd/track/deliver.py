@@ -23,8 +23,17 @@ RETRY_DELAYS = (60, 120, 300, 600, 1800)
 """Seconds before re-sending a failed notification; the last repeats until it goes."""
 
 
+CLAIM_LEASE = timedelta(minutes=5)
+"""How long a sender holds the rows it claimed; a crashed sender's rows go out again after."""
+
+
 def deliver(
-    config: Config, store: Store, notifier: Notifier | None, now: datetime, report: CycleReport
+    config: Config,
+    store: Store,
+    notifier: Notifier | None,
+    now: datetime,
+    report: CycleReport,
+    lease: timedelta = CLAIM_LEASE,
 ) -> None:
     due = store.due(now)
     if not due:
@@ -36,9 +45,29 @@ def deliver(
         )
         report.send_failures += len(due)
         return
+    send(config, store, notifier, claim(store, due, now, lease), now, report)
+
+
+def claim(
+    store: Store, due: Sequence[OutboxRow], now: datetime, lease: timedelta = CLAIM_LEASE
+) -> list[OutboxRow]:
+    """The rows of ``due`` this sender now holds; another sender may hold the rest."""
+    got = set(store.claim([r.id for r in due], now, now + lease))
+    return [r for r in due if r.id in got]
+
+
+def send(
+    config: Config,
+    store: Store,
+    notifier: Notifier,
+    claimed: Sequence[OutboxRow],
+    now: datetime,
+    report: CycleReport,
+) -> None:
+    """Send claimed rows: one digest per team and recipient, morning reports and nudges."""
     teams = {t.name: t for t in config.teams}
     groups: dict[tuple[str, str | None, str], list[OutboxRow]] = defaultdict(list)
-    for row in due:
+    for row in claimed:
         groups[(row.team, row.recipient, _message_kind(row.event))].append(row)
     for (team_name, recipient, kind), rows in groups.items():
         team = teams.get(team_name)
