@@ -30,7 +30,7 @@ def test_journal_stream_gets_priority_prefixes(tmp_path: Path) -> None:
     lines = [line for line in err_path.read_text().splitlines() if line]
     assert lines, "nothing logged"
     assert all(line[:3] in ("<2>", "<3>", "<4>", "<6>", "<7>") for line in lines), lines
-    assert any(line.startswith("<4>syncd.track.engine: calendar s1 unreadable") for line in lines)
+    assert any(line.startswith("<4>syncd.track.sync: calendar s1 unreadable") for line in lines)
     assert any(line.startswith("<3>") and "no [smtp]" in line for line in lines)
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from importlib import resources
 from pathlib import Path
 
-from sqlalchemy import inspect
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import create_engine, inspect, text
 
 from syncd.domain.model import RawItem
 from syncd.sources.base import ChangeSet
-from syncd.store import open_store
-from syncd.store.db import resolve_url
+from syncd.store import open_store, resolve_url
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -64,3 +66,27 @@ def test_relative_sqlite_paths_go_under_the_state_directory() -> None:
     assert resolve_url("sqlite:////abs/x.db", env) == "sqlite:////abs/x.db"
     assert resolve_url("postgresql://h/db", env) == "postgresql://h/db"
     assert resolve_url("sqlite:///syncd.db", {}) == "sqlite:///syncd.db"
+
+
+def test_0003_drops_visit_data_keeps_the_rows_and_adds_outbox_claims(tmp_path: Path) -> None:
+    """A store made before 0003 upgrades in place: rows and the start index survive."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    engine = create_engine(url)
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(resources.files("syncd.store") / "migrations"))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0002")
+        conn.execute(
+            text(
+                "INSERT INTO visits (calendar, occurrence, start_utc, data, seen_at)"
+                " VALUES ('s1', 'v1', '2026-12-01 09:00:00', '{}', '2026-12-01 08:00:00')"
+            )
+        )
+    engine.dispose()
+    store = open_store(url)
+    columns = {c["name"] for c in inspect(store.engine).get_columns("visits")}
+    assert "data" not in columns and {"calendar", "occurrence", "start_utc"} <= columns
+    assert "ix_visits_start" in {i["name"] for i in inspect(store.engine).get_indexes("visits")}
+    assert "claimed_until" in {c["name"] for c in inspect(store.engine).get_columns("outbox")}
+    assert store.count_visits(["s1"], NOW - timedelta(hours=1), NOW + timedelta(hours=1)) == 1

@@ -26,8 +26,7 @@ from syncd.app.daemon import Daemon
 from syncd.config import Config, parse_config
 from syncd.errors import ConfigError
 from syncd.notify.memory import MemoryNotifier
-from syncd.store import open_store
-from syncd.store.db import GraphSubscriptionRow
+from syncd.store import GraphSubscriptionRow, open_store
 from syncd.track.engine import Engine
 from syncd.track.subscriptions import Subscriptions, Wanted, plan
 from syncd.web.webhook import WebServer, Work, WorkQueue, create_app

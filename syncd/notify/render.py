@@ -1,26 +1,31 @@
-"""Turn outbox rows into messages a monitor can act on at once: plain text and HTML."""
+"""Turn events into messages a monitor can act on at once: plain text and HTML.
+
+What goes where is decided by the event's type (:mod:`syncd.domain.events`), never by a
+kind string.
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from syncd.domain.events import (
+    Blind,
+    Emptied,
+    EmptyAccepted,
+    Event,
+    Fixed,
+    MorningReport,
+    NewFinding,
+    Nudge,
+    Recovered,
+    Refilled,
+    ReportLine,
+)
 from syncd.notify.base import Message
-
-
-class OutboxRow(Protocol):
-    """What rendering needs of a queued notification (the store's row satisfies it)."""
-
-    @property
-    def kind(self) -> str: ...
-
-    @property
-    def payload(self) -> dict[str, Any]: ...
-
 
 _env = Environment(
     loader=PackageLoader("syncd.notify", "templates"),
@@ -43,51 +48,83 @@ RULE_TITLES = {
 }
 
 
-def when(iso: str) -> str:
-    """'Tue 1 Dec 09:30' for a timed visit, 'Tue 1 Dec (all day)' for a date."""
-    if "T" in iso:
-        dt = datetime.fromisoformat(iso)
-        return f"{dt:%a} {dt.day} {dt:%b %H:%M}"
-    d = date.fromisoformat(iso)
-    return f"{d:%a} {d.day} {d:%b} (all day)"
+def when(moment: datetime | date | str) -> str:
+    """'Tue 1 Dec 09:30' for a timed visit, 'Tue 1 Dec (all day)' for a date (or their ISO
+    text)."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment) if "T" in moment else date.fromisoformat(moment)
+    if isinstance(moment, datetime):
+        return f"{moment:%a} {moment.day} {moment:%b %H:%M}"
+    return f"{moment:%a} {moment.day} {moment:%b} (all day)"
 
 
 _env.filters["when"] = when
 _env.filters["rule_title"] = lambda r: RULE_TITLES.get(r, r)
+_env.tests["refilled"] = lambda e: isinstance(e, Refilled)
 
 
-def _group_findings(payloads: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def _iso(moment: datetime | date) -> str:
+    return moment.isoformat()
+
+
+def _group_findings(
+    found: Sequence[NewFinding | Nudge | Fixed | ReportLine],
+) -> list[dict[str, Any]]:
     """One line per visit (worker, entry, start) listing every missing detail."""
     by_visit: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for p in payloads:
-        k = (p["staff_id"], p["start"], p["summary"])
+    for f in found:
+        # Keyed and ordered by the ISO text, as stored: dates and datetimes do not compare.
+        k = (f.staff_id, _iso(f.start), f.summary)
         row = by_visit.setdefault(
             k,
             {
-                "staff_name": p["staff_name"],
-                "summary": p["summary"],
-                "start": p["start"],
+                "staff_name": f.staff_name,
+                "summary": f.summary,
+                "start": f.start,
                 "rules": [],
                 "messages": [],
             },
         )
-        row["rules"].append(p["rule"])
-        row["messages"].append(p["message"])
-    return sorted(by_visit.values(), key=lambda r: (r["start"], r["staff_name"]))
+        row["rules"].append(f.rule)
+        row["messages"].append("" if isinstance(f, Fixed) else f.message)
+    return sorted(by_visit.values(), key=lambda r: (_iso(r["start"]), r["staff_name"]))
 
 
-def render_digest(team: str, rows: Sequence[OutboxRow], *, to: Sequence[str]) -> Message:
-    kinds: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        kinds[r.kind].append(r.payload)
-    ctx = {
+def render_digest(team: str, events: Sequence[Event], *, to: Sequence[str]) -> Message:
+    """The team's digest of everything but morning reports and nudges."""
+    findings: list[NewFinding] = []
+    fixed: list[Fixed] = []
+    blind: list[Blind] = []
+    readable: list[Recovered] = []
+    refilled: list[Refilled] = []
+    emptied: list[Emptied] = []
+    accepted: list[EmptyAccepted] = []
+    for e in events:
+        match e:
+            case NewFinding():
+                findings.append(e)
+            case Fixed():
+                fixed.append(e)
+            case Blind():
+                blind.append(e)
+            case Recovered():
+                readable.append(e)
+            case Refilled():
+                refilled.append(e)
+            case Emptied():
+                emptied.append(e)
+            case EmptyAccepted():
+                accepted.append(e)
+            case MorningReport() | Nudge():
+                raise ValueError(f"a {e.kind} event does not go into a digest")
+    ctx: dict[str, Any] = {
         "team": team,
-        "findings": _group_findings(kinds["finding"]),
-        "fixed": _group_findings([{**p, "message": ""} for p in kinds["fixed"]]),
-        "blind": kinds["blind"],
-        "recovered": kinds["recovered"] + [{**p, "refilled": True} for p in kinds["refilled"]],
-        "emptied": kinds["emptied"],
-        "accepted": kinds["empty-accepted"],
+        "findings": _group_findings(findings),
+        "fixed": _group_findings(fixed),
+        "blind": blind,
+        "recovered": [*readable, *refilled],
+        "emptied": emptied,
+        "accepted": accepted,
     }
     parts = []
     if ctx["blind"] or ctx["emptied"]:
@@ -111,13 +148,13 @@ def render_digest(team: str, rows: Sequence[OutboxRow], *, to: Sequence[str]) ->
     )
 
 
-def render_morning(team: str, payload: dict[str, Any], *, to: Sequence[str]) -> Message:
-    ctx = {
+def render_morning(team: str, report: MorningReport, *, to: Sequence[str]) -> Message:
+    ctx: dict[str, Any] = {
         "team": team,
-        "day": payload["day"],
-        "findings": _group_findings(payload["findings"]),
-        "blind": payload["blind"],
-        "visits": payload["visits"],
+        "day": report.day.isoformat(),
+        "findings": _group_findings(report.findings),
+        "blind": report.blind,
+        "visits": report.visits,
     }
     n = len(ctx["findings"])
     subject = f"[syncd] {team}: morning report, " + (
@@ -135,8 +172,8 @@ def render_morning(team: str, payload: dict[str, Any], *, to: Sequence[str]) -> 
     )
 
 
-def render_nudge(staff_name: str, rows: Sequence[OutboxRow], *, to: Sequence[str]) -> Message:
-    findings = _group_findings([r.payload for r in rows])
+def render_nudge(staff_name: str, nudges: Sequence[Nudge], *, to: Sequence[str]) -> Message:
+    findings = _group_findings(nudges)
     n = len(findings)
     ctx = {"staff_name": staff_name, "findings": findings}
     return Message(

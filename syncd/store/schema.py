@@ -74,7 +74,6 @@ visits = Table(
     Column("calendar", String(64), primary_key=True),
     Column("occurrence", String(512), primary_key=True),
     Column("start_utc", UtcDateTime, nullable=False),
-    Column("data", Text, nullable=False),  # Occurrence.to_json()
     Column("seen_at", UtcDateTime, nullable=False),
     Index("ix_visits_start", "start_utc"),
 )
@@ -114,6 +113,7 @@ outbox = Table(
     Column("last_error", Text),
     Column("sent_at", UtcDateTime),
     Column("failed_at", UtcDateTime),
+    Column("claimed_until", UtcDateTime),  # a sender's lease: only it sends the row till then
     Index("ix_outbox_due", "sent_at", "failed_at", "due_at"),
 )
 

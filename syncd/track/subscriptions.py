@@ -25,8 +25,7 @@ from syncd.errors import SyncdError
 from syncd.sources.base import Source
 from syncd.sources.graph.notify import Subscription, subscription_expiry
 from syncd.sources.graph.source import GraphSource, SubscriptionGone
-from syncd.store import Store
-from syncd.store.db import GraphSubscriptionRow, locator_hash
+from syncd.store import GraphSubscriptionRow, Store, locator_hash
 
 log = logging.getLogger(__name__)
 
