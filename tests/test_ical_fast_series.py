@@ -4,7 +4,7 @@ Generated series start near the clock changes (Europe/London, Outlook's "GMT Sta
 Time" with its VTIMEZONE, New York), timed and all-day, with random FREQ/INTERVAL/COUNT/
 UNTIL/BYDAY/BYMONTHDAY/EXDATE, windows that cut them at odd instants, and small limits.
 Every case must give the very same Occurrence list (fields, order, recurrence ids) and
-the same problems as ``_parse_full`` (icalendar + recurring-ical-events) on the same text.
+the same problems as ``parse_full`` (icalendar + recurring-ical-events) on the same text.
 """
 
 from __future__ import annotations
@@ -18,16 +18,9 @@ from hypothesis import strategies as st
 
 from syncd.errors import InputError
 from syncd.parse.fast import scan
-from syncd.parse.ical import (
-    DEFAULT_LIMITS,
-    Limits,
-    ParseResult,
-    _expand_simple,
-    _parse_full,
-    _simple_span,
-    _sort_key,
-    parse_ical,
-)
+from syncd.parse.full import parse_full
+from syncd.parse.ical import DEFAULT_LIMITS, Limits, ParseResult, parse_ical, sort_key
+from syncd.parse.lane import expand_simple, simple_span
 from syncd.sources.base import Window
 from tests.test_ical import GMT_VTZ
 
@@ -194,8 +187,8 @@ def cases(draw: st.DrawFn) -> tuple[str, Window, Limits]:
 
 def full_path(text: str, window: Window, limits: Limits) -> ParseResult:
     full = ParseResult()
-    _parse_full(text, window, LONDON, limits, full)
-    full.occurrences.sort(key=lambda o: _sort_key(o.start, LONDON))
+    parse_full(text, window, LONDON, limits, full)
+    full.occurrences.sort(key=lambda o: sort_key(o.start, LONDON))
     return full
 
 
@@ -207,7 +200,7 @@ def took_fast_lane(text: str, window: Window, limits: Limits) -> bool:
     e = fast.simple[0]
     start, end = window.start.astimezone(LONDON), window.end.astimezone(LONDON)
     try:
-        _expand_simple(e, _simple_span(e, LONDON), start, end, LONDON, limits)
+        expand_simple(e, simple_span(e, LONDON), start, end, LONDON, limits)
     except Exception:
         return False
     return True
