@@ -104,9 +104,7 @@ def synthetic(n: int, *, pool: int | None) -> list[Occurrence]:
 
 def _run(occs: list[Occurrence], window: Window, *, cold: bool) -> tuple[float, int]:
     if cold:
-        extract_mod._extract.cache_clear()
-        extract_mod._valid_numbers.cache_clear()
-        extract_mod._parsed_valid.cache_clear()
+        extract_mod.clear_memo()
     t0 = time.perf_counter()
     result = check(occs, calendar="bench", tz=TZ, window=window, config=RulesConfig())
     elapsed = time.perf_counter() - t0
