@@ -135,13 +135,14 @@ def cases(draw: st.DrawFn) -> tuple[str, Window, Limits]:
     lines = ["UID:series-1", "SUMMARY:Home visit - Family A", f"DTSTART{params}:{value}"]
     end_kind = draw(st.sampled_from(["dtend", "dtend", "duration", "none", "dtend-utc"]))
     if form == "all-day":
-        span = timedelta(days=draw(st.integers(1, 3)))
+        # A negative span (an end before the start) is reported as written by both lanes.
+        span = timedelta(days=draw(st.sampled_from([1, 2, 3, -2])))
         if end_kind.startswith("dtend"):
             lines.append(f"DTEND;VALUE=DATE:{start + span:%Y%m%d}")
         elif end_kind == "duration":
-            lines.append(f"DURATION:P{span.days}D")
+            lines.append(f"DURATION:{'-' if span.days < 0 else ''}P{abs(span.days)}D")
     else:
-        minutes = draw(st.sampled_from([0, 30, 45, 60, 90, 150, 24 * 60 + 30]))
+        minutes = draw(st.sampled_from([0, 30, 45, 60, 90, 150, 24 * 60 + 30, -60]))
         end = start + timedelta(minutes=minutes)
         if end_kind == "dtend":
             lines.append("DTEND{}:{}".format(*stamp(end, form)))
@@ -149,7 +150,7 @@ def cases(draw: st.DrawFn) -> tuple[str, Window, Limits]:
             utc_end = end.replace(tzinfo=zone_of(form)).astimezone(UTC)  # type: ignore[union-attr]
             lines.append(f"DTEND:{utc_end:%Y%m%dT%H%M%SZ}")
         elif end_kind == "duration":
-            lines.append(f"DURATION:PT{minutes}M")
+            lines.append(f"DURATION:{'-' if minutes < 0 else ''}PT{abs(minutes)}M")
     lines.append("RRULE:" + draw(rules(start, form)))
     lines.extend(draw(exdates(start, form)))
     if draw(st.booleans()):

@@ -30,9 +30,16 @@ class Entry:
     categories: tuple[str, ...]
     status: str
     organizer: str
+    reversed: bool = False
+    """The end as written is before the start: ``start``/``end`` are recurring-ical-events'
+    swapped span, which decided the window; the occurrence keeps the times as written."""
 
     def occurrence(self, tz: ZoneInfo, limits: Limits, result: ParseResult) -> Occurrence:
         start, end = self.start, self.end if self.has_end else None
+        if self.reversed:
+            # Reported as written, so rule missing-times ("an end not after the start")
+            # fires instead of the entry reading as complete.
+            start, end = end, start
         if isinstance(start, datetime):
             start = start.astimezone(tz)
             if isinstance(end, datetime):

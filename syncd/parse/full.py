@@ -20,6 +20,7 @@ import x_wr_timezone
 from icalendar.prop import vBroken
 from recurring_ical_events import EventAdapter, Series
 from recurring_ical_events import Occurrence as RieOccurrence
+from recurring_ical_events.util import make_comparable
 
 from syncd.domain.model import Occurrence, Problem, Window, organizer_address
 from syncd.errors import InputError
@@ -238,7 +239,11 @@ class _Expander:
         # its per-occurrence component copies: most entries are single.
         adapter = EventAdapter(comp)
         if adapter.is_in_span(self.start, self.end):
-            self._emit(self._occurrence(uid, comp, adapter.start, adapter.end, None))
+            self._emit(
+                self._occurrence(
+                    uid, comp, adapter.start, adapter.end, None, reversed_=_reversed(adapter)
+                )
+            )
 
     def _series(self, uid: str, comps: list[Any]) -> None:
         cores = [c for c in comps if "RECURRENCE-ID" not in c]
@@ -267,7 +272,14 @@ class _Expander:
             comp = occ.source.component
             rid = comp.get("RECURRENCE-ID")
             self._emit(
-                self._occurrence(uid, comp, occ.start, occ.end, rid.dt if rid else occ.start)
+                self._occurrence(
+                    uid,
+                    comp,
+                    occ.start,
+                    occ.end,
+                    rid.dt if rid else occ.start,
+                    reversed_=_reversed(occ.source),
+                )
             )
         if truncated:
             raise Skip(
@@ -275,7 +287,9 @@ class _Expander:
                 "are checked"
             )
 
-    def _occurrence(self, uid: str, comp: Any, start: Any, end: Any, rid: Any) -> Occurrence:
+    def _occurrence(
+        self, uid: str, comp: Any, start: Any, end: Any, rid: Any, *, reversed_: bool
+    ) -> Occurrence:
         return Entry(
             uid=uid,
             start=start,
@@ -288,6 +302,7 @@ class _Expander:
             categories=_categories(comp),
             status=str(comp.get("STATUS", "")).strip().upper(),
             organizer=_organizer(comp),
+            reversed=reversed_,
         ).occurrence(self.tz, self.limits, self.result)
 
 
@@ -326,6 +341,12 @@ def _uid(comp: Any) -> str:
         raw = repr(sorted(comp.keys())).encode()
     digest = hashlib.sha256(raw).hexdigest()[:16]
     return f"no-uid-{digest}"
+
+
+def _reversed(adapter: Any) -> bool:
+    """Whether the entry ends before it starts as written (the adapter's span swaps them)."""
+    start, end = make_comparable((adapter.raw_start, adapter.raw_end))
+    return bool(start > end)
 
 
 def _recurs(comp: Any) -> bool:

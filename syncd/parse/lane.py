@@ -36,7 +36,9 @@ def fast_lane(
     """
     span_start, span_end = window.start.astimezone(tz), window.end.astimezone(tz)
     for e in entries:
-        span = simple_span(e, tz)
+        written = _written(e, tz)
+        span = _span(*written)
+        reversed_ = written[1] is not None and written[0] > written[1]
         if e.rule is not None:
             try:
                 expansion = expand_simple(e, span, span_start, span_end, tz, limits)
@@ -44,7 +46,9 @@ def fast_lane(
                 declined.append(e.lines)
                 continue
             for occ_start, occ_end in expansion.spans:
-                if not _fast_emit(e, occ_start, occ_end, occ_start, tz, limits, result):
+                if not _fast_emit(
+                    e, occ_start, occ_end, occ_start, tz, limits, result, reversed_=reversed_
+                ):
                     return False
             if expansion.problem:
                 result.problems.append(Problem(e.uid, e.summary[:200], expansion.problem))
@@ -53,14 +57,23 @@ def fast_lane(
         timed = isinstance(span[0], datetime) and isinstance(span[1], datetime)
         if not time_span_contains_event(span_start, span_end, *span, comparable=timed):
             continue
-        if not _fast_emit(e, span[0], span[1], None, tz, limits, result):
+        if not _fast_emit(e, span[0], span[1], None, tz, limits, result, reversed_=reversed_):
             return False
     return True
 
 
 def simple_span(e: Simple, tz: ZoneInfo) -> tuple[Any, Any]:
+    """The entry's span as recurring-ical-events computes it (what decides the window)."""
+    return _span(*_written(e, tz))
+
+
+def _written(e: Simple, tz: ZoneInfo) -> tuple[Any, Any]:
+    """Start and end (None if the entry has none) as written, pinned to their zones."""
     start = _pin_simple(e.start, e.start_tzid, tz)
-    end = _pin_simple(e.end, e.end_tzid, tz) if e.end is not None else None
+    return start, _pin_simple(e.end, e.end_tzid, tz) if e.end is not None else None
+
+
+def _span(start: Any, end: Any) -> tuple[Any, Any]:
     # recurring-ical-events' span: no end means the start (timed) or one day (all-day),
     # and an end before the start is swapped.
     if end is None:
@@ -92,7 +105,15 @@ def expand_simple(
 
 
 def _fast_emit(
-    e: Simple, start: Any, end: Any, rid: Any, tz: ZoneInfo, limits: Limits, result: ParseResult
+    e: Simple,
+    start: Any,
+    end: Any,
+    rid: Any,
+    tz: ZoneInfo,
+    limits: Limits,
+    result: ParseResult,
+    *,
+    reversed_: bool = False,
 ) -> bool:
     if len(result.occurrences) >= limits.max_occurrences:
         result.problems.append(too_many(limits))
@@ -109,6 +130,7 @@ def _fast_emit(
         categories=e.categories,
         status=e.status,
         organizer=e.organizer,
+        reversed=reversed_,
     )
     result.occurrences.append(entry.occurrence(tz, limits, result))
     return True
