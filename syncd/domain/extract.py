@@ -237,14 +237,19 @@ def _extract(
             found_purpose = src[m.end() : end].strip()
 
     phones = label_phones
+    decided: list[tuple[int, int]] = []  # spans of candidates found invalid
     for m in ph.PHONE_CANDIDATE.finditer(low):
         cand = m.group(0)
         if len(cand) >= 7:
-            phones.extend(ph.valid_numbers(cand))
-    if not phones and ph.MATCHER_WORTHY.search(low):
+            found = ph.valid_numbers(cand)
+            if found:
+                phones.extend(found)
+            else:
+                decided.append(m.span())
+    if not phones and ph.MATCHER_WORTHY.search(low) and ph.matcher_may_find(low, decided):
         # The fast scan cuts long digit runs ("07700 900123 / 01332 123456") into pieces that
         # hold no whole number. Before an entry is called missing or invalid, the
-        # authoritative matcher reads the whole text.
+        # authoritative matcher reads the whole text, unless it cannot find anything there.
         phones.extend(ph.matcher_numbers(low))
 
     if not going_home and rt.may_go_home(low):
@@ -272,6 +277,7 @@ def clear_memo() -> None:
     _extract.cache_clear()
     ph.valid_numbers.cache_clear()
     ph.parsed_valid.cache_clear()
+    ph.matcher_numbers.cache_clear()
 
 
 __all__ = [
