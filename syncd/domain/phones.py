@@ -188,7 +188,7 @@ number (7 to 10 digits) or "00" and an international one (2 + 6)."""
 def matcher_may_find(text: str, decided: Collection[tuple[int, int]]) -> bool:
     """Whether PhoneNumberMatcher could find a valid number in ``text`` that the fast scan
     did not already rule out. False only when every run either has too few digits to be a
-    valid number, or is digits and spaces exactly as a candidate the fast scan found
+    valid number, or is ASCII digits and spaces exactly as a candidate the fast scan found
     invalid (``decided`` holds those spans) with no block long enough to be valid alone: the
     matcher tries such a run whole, then block by block, and can find nothing.
 
@@ -202,6 +202,9 @@ def matcher_may_find(text: str, decided: Collection[tuple[int, int]]) -> bool:
             continue
         if (
             m.span() in decided
+            # The fast scan's decision equals the library's for ASCII digits only: the
+            # library reads "07٠٧8001111" as 07078001111.
+            and run.isascii()
             and _SPACED_DIGITS.fullmatch(run)
             and (" " not in run or all(len(b) < MIN_DIGITS_NATIONAL for b in run.split()))
         ):
