@@ -10,7 +10,7 @@ of 10-20 entries, in two layouts:
 * file:    one ICS file per calendar (a published feed or an export).
 
 Prints the median of ``--runs`` runs in events per second for parse alone, parse + check
-as the daemon's first cycle does it (``syncd.domain.extract``'s memo cleared before every run)
+as the daemon's first cycle does it (every memo of ``syncd.domain.extract`` cleared before every run)
 and parse + recheck (memo warm: later cycles over the same entries).
 Target (issue): >= 20,000 events/s for parse + check.
 
@@ -42,7 +42,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from syncd.domain import rules
-from syncd.domain.extract import _extract
+from syncd.domain.extract import clear_memo
 from syncd.parse.ical import parse_ical
 from syncd.sources.base import Window
 
@@ -125,7 +125,7 @@ def run(
     cals: list[list[str]], layout: str, with_check: bool, warm: bool = False
 ) -> tuple[float, int, int]:
     """One timed pass. Unless ``warm``, the check starts as the daemon's first cycle does,
-    with nothing memoised by ``syncd.domain.extract`` from an earlier pass."""
+    with nothing memoised by the extractor (``extract.clear_memo``) from an earlier pass."""
     config = rules.RulesConfig()
     texts = (
         [[HEAD + ev + TAIL for ev in cal] for cal in cals]
@@ -133,7 +133,7 @@ def run(
         else [[HEAD + "".join(cal) + TAIL] for cal in cals]
     )
     if not warm:
-        _extract.cache_clear()
+        clear_memo()
     t0 = time.perf_counter()
     occurrences = findings = 0
     for n, cal in enumerate(texts):

@@ -359,11 +359,12 @@ FAST_CASES = [
 
 
 def _differential(text: str, window: Window = OCT, limits: Limits = DEFAULT_LIMITS) -> None:
-    from syncd.parse.ical import ParseResult, _parse_full
+    from syncd.parse.full import parse_full
+    from syncd.parse.ical import ParseResult
 
     fast = parse_ical(text, window=window, tz=LONDON, limits=limits)
     full = ParseResult()
-    _parse_full(text, window, LONDON, limits, full)
+    parse_full(text, window, LONDON, limits, full)
     full.occurrences.sort(
         key=lambda o: (
             o.start

@@ -4,7 +4,7 @@ Generated series start near the clock changes (Europe/London, Outlook's "GMT Sta
 Time" with its VTIMEZONE, New York), timed and all-day, with random FREQ/INTERVAL/COUNT/
 UNTIL/BYDAY/BYMONTHDAY/EXDATE, windows that cut them at odd instants, and small limits.
 Every case must give the very same Occurrence list (fields, order, recurrence ids) and
-the same problems as ``_parse_full`` (icalendar + recurring-ical-events) on the same text.
+the same problems as ``parse_full`` (icalendar + recurring-ical-events) on the same text.
 """
 
 from __future__ import annotations
@@ -18,16 +18,9 @@ from hypothesis import strategies as st
 
 from syncd.errors import InputError
 from syncd.parse.fast import scan
-from syncd.parse.ical import (
-    DEFAULT_LIMITS,
-    Limits,
-    ParseResult,
-    _expand_simple,
-    _parse_full,
-    _simple_span,
-    _sort_key,
-    parse_ical,
-)
+from syncd.parse.full import parse_full
+from syncd.parse.ical import DEFAULT_LIMITS, Limits, ParseResult, parse_ical, sort_key
+from syncd.parse.lane import expand_simple, simple_span
 from syncd.sources.base import Window
 from tests.test_ical import GMT_VTZ
 
@@ -142,13 +135,14 @@ def cases(draw: st.DrawFn) -> tuple[str, Window, Limits]:
     lines = ["UID:series-1", "SUMMARY:Home visit - Family A", f"DTSTART{params}:{value}"]
     end_kind = draw(st.sampled_from(["dtend", "dtend", "duration", "none", "dtend-utc"]))
     if form == "all-day":
-        span = timedelta(days=draw(st.integers(1, 3)))
+        # A negative span (an end before the start) is reported as written by both lanes.
+        span = timedelta(days=draw(st.sampled_from([1, 2, 3, -2])))
         if end_kind.startswith("dtend"):
             lines.append(f"DTEND;VALUE=DATE:{start + span:%Y%m%d}")
         elif end_kind == "duration":
-            lines.append(f"DURATION:P{span.days}D")
+            lines.append(f"DURATION:{'-' if span.days < 0 else ''}P{abs(span.days)}D")
     else:
-        minutes = draw(st.sampled_from([0, 30, 45, 60, 90, 150, 24 * 60 + 30]))
+        minutes = draw(st.sampled_from([0, 30, 45, 60, 90, 150, 24 * 60 + 30, -60]))
         end = start + timedelta(minutes=minutes)
         if end_kind == "dtend":
             lines.append("DTEND{}:{}".format(*stamp(end, form)))
@@ -156,7 +150,7 @@ def cases(draw: st.DrawFn) -> tuple[str, Window, Limits]:
             utc_end = end.replace(tzinfo=zone_of(form)).astimezone(UTC)  # type: ignore[union-attr]
             lines.append(f"DTEND:{utc_end:%Y%m%dT%H%M%SZ}")
         elif end_kind == "duration":
-            lines.append(f"DURATION:PT{minutes}M")
+            lines.append(f"DURATION:{'-' if minutes < 0 else ''}PT{abs(minutes)}M")
     lines.append("RRULE:" + draw(rules(start, form)))
     lines.extend(draw(exdates(start, form)))
     if draw(st.booleans()):
@@ -194,8 +188,8 @@ def cases(draw: st.DrawFn) -> tuple[str, Window, Limits]:
 
 def full_path(text: str, window: Window, limits: Limits) -> ParseResult:
     full = ParseResult()
-    _parse_full(text, window, LONDON, limits, full)
-    full.occurrences.sort(key=lambda o: _sort_key(o.start, LONDON))
+    parse_full(text, window, LONDON, limits, full)
+    full.occurrences.sort(key=lambda o: sort_key(o.start, LONDON))
     return full
 
 
@@ -207,7 +201,7 @@ def took_fast_lane(text: str, window: Window, limits: Limits) -> bool:
     e = fast.simple[0]
     start, end = window.start.astimezone(LONDON), window.end.astimezone(LONDON)
     try:
-        _expand_simple(e, _simple_span(e, LONDON), start, end, LONDON, limits)
+        expand_simple(e, simple_span(e, LONDON), start, end, LONDON, limits)
     except Exception:
         return False
     return True

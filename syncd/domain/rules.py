@@ -2,15 +2,17 @@
 
 Pure: no I/O, no clock. The six guidance rules (missing-who, missing/invalid-postcode,
 missing-times, missing-return, missing/invalid-contact) always run; configuration can only
-widen recognition or add and tighten rules.
+widen recognition or add and tighten rules. Each rule is one entry of :data:`RULES` (id,
+title, message, check), in the order of the README's rule table (tests/test_rule_table.py).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,34 +21,6 @@ from syncd.domain.extract import DEFAULT_PREFIXES, VisitFields, extract, marker_
 from syncd.domain.model import Finding, Occurrence, Window
 
 DEFAULT_CATEGORY = "Home Visit"
-
-RULE_IDS: tuple[str, ...] = (
-    "missing-who",
-    "missing-postcode",
-    "invalid-postcode",
-    "missing-times",
-    "missing-return",
-    "missing-contact",
-    "invalid-contact",
-    "missing-purpose",
-)
-"""Every rule id, in the order findings for one visit are returned."""
-
-MESSAGES: dict[str, str] = {
-    "missing-who": "No one named: put the family name or Mosaic number in the title, "
-    "or add 'Visiting: ...'.",
-    "missing-postcode": "No UK postcode: add 'Postcode: DE4 3LT' to the entry.",
-    "invalid-postcode": "The postcode given is not a valid UK postcode: correct it "
-    "(format like 'DE4 3LT').",
-    "missing-times": "No start and finish time: make it a timed entry that ends after it starts.",
-    "missing-return": "Last visit of the day with no return plan: add 'Return: office 16:30' "
-    "or 'Return: going straight home'.",
-    "missing-contact": "No contact number: add 'Tel:' with the mobile you will carry.",
-    "invalid-contact": "The contact number given is not a valid UK number: check the digits.",
-    "missing-purpose": "No purpose recorded: add 'Purpose: ...' (statutory, CIN, CP, "
-    "assessment, direct work...).",
-}
-"""Monitor-facing text per rule. Fixed strings: they never echo the entry's content."""
 
 
 class RulesConfig(BaseModel):
@@ -161,23 +135,142 @@ def _last_of_day(
     return last
 
 
-def _rules_for(
-    occ: Occurrence, f: VisitFields, *, needs_return: bool, config: RulesConfig
-) -> list[str]:
-    broken: list[str] = []
-    if not f.who:
-        broken.append("missing-who")
-    if not f.postcodes:
-        broken.append("invalid-postcode" if f.invalid_postcode_label else "missing-postcode")
-    if not _has_times(occ):
-        broken.append("missing-times")
-    if needs_return and not (f.going_home or f.office_return):
-        broken.append("missing-return")
-    if not f.phones:
-        broken.append("invalid-contact" if f.invalid_contact_label else "missing-contact")
-    if config.require_purpose and not f.purpose:
-        broken.append("missing-purpose")
-    return broken
+# --- the rule table (README "Rule ids", in that order) ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Visit:
+    """What a rule's check looks at: one visit, what its text says, and its day's context."""
+
+    occ: Occurrence
+    fields: VisitFields
+    needs_return: bool
+    """It is the last visit of its worker's day, or config asks the return plan of every visit."""
+    config: RulesConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One rule: its stable id, the short label emails use, the monitor-facing message and
+    the check that fires it. Messages are fixed strings: they never echo the entry."""
+
+    id: str
+    title: str
+    message: str
+    check: Callable[[Visit], bool] | None
+    """True when the visit breaks the rule. None for a rule the parser reports instead
+    (``unreadable-entry``: its finding carries the parser's own message)."""
+
+
+def _no_who(v: Visit) -> bool:
+    return not v.fields.who
+
+
+# Missing and invalid are exclusive: for one field syncd reports one or the other.
+def _no_postcode(v: Visit) -> bool:
+    return not v.fields.postcodes and not v.fields.invalid_postcode_label
+
+
+def _bad_postcode(v: Visit) -> bool:
+    return not v.fields.postcodes and v.fields.invalid_postcode_label
+
+
+def _no_times(v: Visit) -> bool:
+    return not _has_times(v.occ)
+
+
+def _no_return(v: Visit) -> bool:
+    return v.needs_return and not (v.fields.going_home or v.fields.office_return)
+
+
+def _no_contact(v: Visit) -> bool:
+    return not v.fields.phones and not v.fields.invalid_contact_label
+
+
+def _bad_contact(v: Visit) -> bool:
+    return not v.fields.phones and v.fields.invalid_contact_label
+
+
+def _no_purpose(v: Visit) -> bool:
+    return v.config.require_purpose and not v.fields.purpose
+
+
+UNREADABLE = "unreadable-entry"
+
+RULES: Mapping[str, Rule] = MappingProxyType(
+    {
+        r.id: r
+        for r in (
+            Rule(
+                "missing-who",
+                "who is visited",
+                "No one named: put the family name or Mosaic number in the title, "
+                "or add 'Visiting: ...'.",
+                _no_who,
+            ),
+            Rule(
+                "missing-postcode",
+                "postcode",
+                "No UK postcode: add 'Postcode: DE4 3LT' to the entry.",
+                _no_postcode,
+            ),
+            Rule(
+                "invalid-postcode",
+                "postcode (not valid)",
+                "The postcode given is not a valid UK postcode: correct it "
+                "(format like 'DE4 3LT').",
+                _bad_postcode,
+            ),
+            Rule(
+                "missing-times",
+                "start and finish times",
+                "No start and finish time: make it a timed entry that ends after it starts.",
+                _no_times,
+            ),
+            Rule(
+                "missing-return",
+                "return time or 'going home'",
+                "Last visit of the day with no return plan: add 'Return: office 16:30' "
+                "or 'Return: going straight home'.",
+                _no_return,
+            ),
+            Rule(
+                "missing-contact",
+                "contact number",
+                "No contact number: add 'Tel:' with the mobile you will carry.",
+                _no_contact,
+            ),
+            Rule(
+                "invalid-contact",
+                "contact number (not valid)",
+                "The contact number given is not a valid UK number: check the digits.",
+                _bad_contact,
+            ),
+            Rule(
+                "missing-purpose",
+                "purpose of visit",
+                "No purpose recorded: add 'Purpose: ...' (statutory, CIN, CP, "
+                "assessment, direct work...).",
+                _no_purpose,
+            ),
+            Rule(
+                UNREADABLE,
+                "entry could not be read",
+                "This entry could not be read, so it was not checked: correct it in the calendar.",
+                None,
+            ),
+        )
+    }
+)
+"""Every rule, in the README's order (the order findings for one visit are returned)."""
+
+_CHECKED = tuple(r for r in RULES.values() if r.check is not None)
+
+RULE_IDS: tuple[str, ...] = tuple(r.id for r in _CHECKED)
+"""The ids :func:`check` can return, in the order findings for one visit are returned."""
+
+MESSAGES: Mapping[str, str] = MappingProxyType({r.id: r.message for r in _CHECKED})
+"""Monitor-facing text per rule :func:`check` can return."""
 
 
 def check(
@@ -207,20 +300,18 @@ def check(
     for occ in visits:
         fields = extract(occ, prefixes=prefixes, purpose=config.require_purpose)
         needs_return = config.return_on_every_visit or id(occ) in last
-        broken = _rules_for(occ, fields, needs_return=needs_return, config=config)
-        if not broken:
-            continue
-        key = occ.key
-        for rule in broken:
-            findings.append(
-                Finding(
-                    rule=rule,
-                    calendar=calendar,
-                    uid=occ.uid,
-                    occurrence_key=key,
-                    summary=occ.summary,
-                    start=occ.start,
-                    message=MESSAGES[rule],
+        seen = Visit(occ, fields, needs_return=needs_return, config=config)
+        for rule in _CHECKED:
+            if rule.check is not None and rule.check(seen):
+                findings.append(
+                    Finding(
+                        rule=rule.id,
+                        calendar=calendar,
+                        uid=occ.uid,
+                        occurrence_key=occ.key,
+                        summary=occ.summary,
+                        start=occ.start,
+                        message=rule.message,
+                    )
                 )
-            )
     return CheckResult(visits=visits, findings=findings)

@@ -1,7 +1,7 @@
 """Expansion of the fast lane's plain repeating entries, step for step as the full path.
 
-The full path (``syncd.parse.ical``) costs about a millisecond per series: icalendar parses the
-entry, ``_Expander._guard`` bounds the rule, recurring-ical-events expands it. This module
+The full path (``syncd.parse.full``) costs about a millisecond per series: icalendar parses the
+entry, ``guard.bound_rule`` bounds the rule, recurring-ical-events expands it. This module
 does the same three steps on values the fast lane already read, with the same library
 calls (dateutil's rrule, recurring-ical-events' comparison helpers) in the same order, so
 the DST traps come out identical: dateutil repeats the DTSTART's *wall-clock* time in its
@@ -29,10 +29,10 @@ from recurring_ical_events.util import (
     to_recurrence_ids,
 )
 
-from syncd.parse.fast import Rule
+from syncd.parse.simple import Rule
 
 UTC = ZoneInfo("UTC")
-# Same margin as the full path's guard (``syncd.parse.ical._RULE_MARGIN``).
+# Same margin as the full path's guard (``syncd.parse.guard._RULE_MARGIN``).
 RULE_MARGIN = timedelta(days=7)
 Day = date | datetime
 
@@ -75,7 +75,7 @@ def expand(
         raise Unsupported  # recurring-ical-events would switch the series to a time zone
     duration: timedelta = end - start  # type: ignore[operator]
 
-    # --- _Expander._guard: bound the rule, rewrite UNTIL --------------------------------
+    # --- guard.bound_rule: bound the rule, rewrite UNTIL --------------------------------
     zone: tzinfo = start.tzinfo if isinstance(start, datetime) and start.tzinfo else tz
     first = _naive(span_start - duration, zone)
     stop = _naive(span_end + RULE_MARGIN, zone)
