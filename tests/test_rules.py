@@ -323,3 +323,15 @@ def test_config_is_frozen_and_documented() -> None:
         cfg.require_purpose = True  # type: ignore[misc]
     for name, info in RulesConfig.model_fields.items():
         assert info.description and len(info.description) > 20, name
+
+
+def test_no_hint_reads_like_an_answer() -> None:
+    # A real postcode or number in a hint gets copied into entries as if it were the data.
+    import re
+
+    from syncd.domain.extract import valid_postcode
+
+    for message in MESSAGES.values():
+        for token in re.findall(r"[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}", message.upper()):
+            assert not valid_postcode(token), message
+        assert not re.search(r"\d{4,}|\d{1,2}:\d{2}", message), message

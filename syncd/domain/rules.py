@@ -211,14 +211,15 @@ RULES: Mapping[str, Rule] = MappingProxyType(
             Rule(
                 "missing-postcode",
                 "postcode",
-                "No UK postcode: add 'Postcode: DE4 3LT' to the entry.",
+                "No UK postcode: add the postcode of the address you are visiting "
+                "(a line 'Postcode: ' followed by it).",
                 _no_postcode,
             ),
             Rule(
                 "invalid-postcode",
                 "postcode (not valid)",
-                "The postcode given is not a valid UK postcode: correct it "
-                "(format like 'DE4 3LT').",
+                "The postcode given is not a valid UK postcode: check it against the "
+                "address it belongs to.",
                 _bad_postcode,
             ),
             Rule(
@@ -230,8 +231,8 @@ RULES: Mapping[str, Rule] = MappingProxyType(
             Rule(
                 "missing-return",
                 "return time or 'going home'",
-                "Last visit of the day with no return plan: add 'Return: office 16:30' "
-                "or 'Return: going straight home'.",
+                "Last visit of the day with no return plan: add 'Return: office' and "
+                "the time back, or 'Return: going home'.",
                 _no_return,
             ),
             Rule(

@@ -25,6 +25,7 @@ from syncd.domain.events import (
     Refilled,
     ReportLine,
 )
+from syncd.domain.rules import RULES
 from syncd.notify.base import Message
 
 _env = Environment(
@@ -35,17 +36,8 @@ _env = Environment(
     lstrip_blocks=True,
 )
 
-RULE_TITLES = {
-    "missing-who": "who is visited",
-    "missing-postcode": "postcode",
-    "invalid-postcode": "postcode (not valid)",
-    "missing-times": "start and finish times",
-    "missing-return": "return time or 'going home'",
-    "missing-contact": "contact number",
-    "invalid-contact": "contact number (not valid)",
-    "missing-purpose": "purpose of visit",
-    "unreadable-entry": "entry could not be read",
-}
+RULE_TITLES = {r.id: r.title for r in RULES.values()}
+"""The short label each rule has in emails: one table, syncd.domain.rules.RULES."""
 
 
 def when(moment: datetime | date | str) -> str:
