@@ -35,6 +35,7 @@ from caldav.lib.http_sync import requests as http
 from syncd.domain.model import RawItem
 from syncd.errors import AuthError, SourceError
 from syncd.secrets import SecretRef
+from syncd.sources._common import deleted
 from syncd.sources.base import ChangeSet, Source, SourceOptions, Window
 
 log = logging.getLogger(__name__)
@@ -131,20 +132,17 @@ class CalDavSource(Source):
             raise SourceError(f"{self.name}: server truncated the calendar listing")
         present: dict[str, tuple[Any, str]] = {}
         gone: set[str] = set()
-        deleted = {str(u) for u in listing.deleted_urls}
+        tombstones = {str(u) for u in listing.deleted_urls}
         for obj in listing:
             href = _href(obj.url)
             # Radicale lists tombstones even on a token-less sync: never upsert those.
-            if str(obj.url.canonical()) in deleted:
+            if str(obj.url.canonical()) in tombstones:
                 gone.add(href)
                 continue
             present[href] = (obj.url, str(obj.props.get(dav.GetEtag.tag) or ""))
         changed = {h: url for h, (url, etag) in present.items() if not etag or known.get(h) != etag}
         upserts = self._multiget(calendar, changed, {h: e for h, (_, e) in present.items()})
-        if full:
-            deletes = sorted(h for h in known if h not in present)
-        else:
-            deletes = sorted(h for h in gone if h in known)
+        deletes = deleted(known, present) if full else sorted(h for h in gone if h in known)
         new_state = json.dumps({"token": str(listing.sync_token)}) if listing.sync_token else None
         return ChangeSet(full=full, upserts=upserts, deletes=deletes, state=new_state)
 
@@ -195,7 +193,7 @@ class CalDavSource(Source):
             urls[href] = url
         changed = {h: urls[h] for h, e in etags.items() if known.get(h) != e}
         upserts = self._multiget(calendar, changed, etags)
-        deletes = sorted(h for h in known if h not in etags)
+        deletes = deleted(known, etags)
         return ChangeSet(full=True, upserts=upserts, deletes=deletes, state=new_state)
 
     # --- shared -----------------------------------------------------------------------

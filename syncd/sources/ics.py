@@ -23,6 +23,7 @@ from syncd.domain.model import RawItem
 from syncd.errors import AuthError, InputError, SourceError
 from syncd.parse.ical import DEFAULT_LIMITS, Limits, decode
 from syncd.secrets import SecretRef
+from syncd.sources._common import deleted
 from syncd.sources.base import ChangeSet, Source, SourceOptions, Window
 
 _STATE = "ics"
@@ -233,7 +234,7 @@ def _retry_after(value: str | None) -> float | None:
 
 def _changes(present: dict[str, RawItem], known: Mapping[str, str], *, requests: int) -> ChangeSet:
     upserts = [item for href, item in present.items() if known.get(href) != item.etag]
-    deletes = sorted(href for href in known if href not in present)
+    deletes = deleted(known, present)
     return ChangeSet(
         full=bool(upserts or deletes),
         upserts=upserts,
