@@ -1,4 +1,5 @@
-"""Helpers more than one backend needs: the deletion diff and Outlook's HTML bodies as text.
+"""Helpers more than one backend needs: the deletion diff, Outlook's HTML bodies as text,
+and URL validation for the options models.
 
 Pure: no I/O. Kept out of :mod:`syncd.sources.base` so the interface module stays the
 interface.
@@ -9,8 +10,9 @@ from __future__ import annotations
 import html.parser
 import re
 from collections.abc import Container, Iterable
+from urllib.parse import urlsplit
 
-__all__ = ["deleted", "html_to_text"]
+__all__ = ["check_url", "deleted", "html_to_text"]
 
 
 def deleted(known: Iterable[str], present: Container[str]) -> list[str]:
@@ -78,3 +80,12 @@ def html_to_text(body: str) -> str:
         if line or (out and out[-1]):
             out.append(line)
     return "\n".join(out).strip()
+
+
+def check_url(value: str, *, key: str = "url", schemes: tuple[str, ...] = ("https", "http")) -> str:
+    """Options-model validation for a server URL: a scheme and a host are required."""
+    parts = urlsplit(value.strip())
+    if parts.scheme.lower() not in schemes or not parts.hostname:
+        want = " or ".join(f"{s}://" for s in schemes)
+        raise ValueError(f"{key} must be a full URL starting with {want}")
+    return value.strip()

@@ -31,11 +31,13 @@ from caldav.elements import dav
 from caldav.elements.base import BaseElement
 from caldav.lib import error as caldav_error
 from caldav.lib.http_sync import requests as http
+from pydantic import field_validator
 
 from syncd.domain.model import RawItem
 from syncd.errors import AuthError, SourceError
 from syncd.secrets import SecretRef
-from syncd.sources._common import deleted
+from syncd.sources._common import check_url, deleted
+from syncd.sources._tls import tls_failure
 from syncd.sources.base import ChangeSet, Source, SourceOptions, Window
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ _TRANSIENT_4XX = frozenset({408, 409, 423, 425, 429})
 
 class CalDavOptions(SourceOptions):
     url: str
+    """The server's CalDAV root, with its scheme: https://dav.example.org/dav/"""
     username: str | None = None
     password: SecretRef | None = None
     verify_tls: bool = True
@@ -55,6 +58,11 @@ class CalDavOptions(SourceOptions):
     timeout: float = 30
     auth_type: Literal["basic", "digest"] = "basic"
     """Baikal and other SabreDAV servers often want Digest; Radicale, Nextcloud: Basic."""
+
+    @field_validator("url")
+    @classmethod
+    def _has_scheme(cls, value: str) -> str:
+        return check_url(value)
 
 
 class _GetCTag(BaseElement):
@@ -305,16 +313,18 @@ class CalDavSource(Source):
             raise SourceError(
                 f"{name}: server answered HTTP {status}", permanent=permanent
             ) from None
-        except http.exceptions.SSLError:
+        except http.exceptions.SSLError as exc:
             log.debug("%s: TLS error", name, exc_info=True)
-            raise SourceError(
-                f"{name}: TLS certificate verification failed", permanent=True
-            ) from None
+            tls = tls_failure(exc) or "the TLS handshake failed"
+            raise SourceError(f"{name}: {tls}", permanent=True) from None
         except http.exceptions.Timeout:
             log.debug("%s: timeout", name, exc_info=True)
             raise SourceError(f"{name}: server timed out", permanent=False) from None
-        except (http.exceptions.ConnectionError, OSError):
+        except (http.exceptions.ConnectionError, OSError) as exc:
             log.debug("%s: connection error", name, exc_info=True)
+            wrapped = tls_failure(exc)  # a TLS failure wrapped in a connection error
+            if wrapped is not None:
+                raise SourceError(f"{name}: {wrapped}", permanent=True) from None
             raise SourceError(f"{name}: cannot connect to server", permanent=False) from None
         except Exception as exc:
             # caldav can raise plain exceptions on malformed XML; never leak them or their

@@ -3,16 +3,24 @@
 exchangelib runs with its FailFast policy, so ``ErrorServerBusy`` surfaces at once (see
 :mod:`syncd.sources.ews.source`). Addressing the calendar by its distinguished id skips
 GetFolder on the mailbox root, which a delegate holding only Reviewer may not read.
+
+TLS: exchangelib goes through requests, which trusts certifi's bundle (plus
+``REQUESTS_CA_BUNDLE``), and its documented hook, ``BaseProtocol.HTTP_ADAPTER_CLS``, is one
+class attribute for the whole process. Instead each source gets its own protocol object
+(:func:`_protocol_class`), not in exchangelib's process-wide cache, whose sessions mount a
+:class:`~syncd.sources._tls.TlsAdapter` with the source's ``verify_tls``/``ca_file``.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from syncd.errors import SourceError, SyncdError
+from syncd.sources._tls import TlsAdapter, tls_context
 from syncd.sources.ews.options import VERSIONS, EwsOptions
 
 log = logging.getLogger(__name__)
@@ -25,6 +33,7 @@ class Connection:
         self.name, self.opts, self._secret = name, opts, secret
         self._config: Any = None
         self._accounts: dict[str, tuple[Any, Any]] = {}
+        self._protocols: dict[str, Any] = {}  # service endpoint -> this source's protocol
         self._lock = threading.Lock()
 
     def calendar(self, locator: str) -> tuple[Any, Any]:
@@ -37,11 +46,12 @@ class Connection:
 
     def close(self) -> None:
         with self._lock:
-            opened = list(self._accounts.values())
+            protocols = list(self._protocols.values())
             self._accounts.clear()
-        for account, _folder in opened:
+            self._protocols.clear()
+        for protocol in protocols:
             try:
-                account.protocol.close()
+                protocol.close()
             except Exception:
                 log.debug("closing EWS sessions failed", exc_info=True)
 
@@ -104,7 +114,9 @@ class Connection:
             default_timezone=EWS_UTC,
             locale="en_GB",
         )
-        account.protocol.TIMEOUT = self.opts.timeout
+        # Account made exchangelib's shared, cached protocol (no request yet); ours replaces
+        # it before anything is sent. With autodiscover, one per endpoint it found.
+        account.protocol = self._protocol(account.protocol.config)
         folder = Calendar(
             root=Root(account=account),
             _distinguished_id=DistinguishedFolderId(
@@ -112,3 +124,47 @@ class Connection:
             ),
         )
         return account, folder
+
+    def _protocol(self, config: Any) -> Any:
+        endpoint = str(config.service_endpoint)
+        protocol = self._protocols.get(endpoint)
+        if protocol is None:
+            context = tls_context(verify_tls=self.opts.verify_tls, ca_file=self.opts.ca_file)
+            protocol = _protocol_class()(config=config, tls=context)
+            protocol.TIMEOUT = self.opts.timeout
+            self._protocols[endpoint] = protocol
+        return protocol
+
+
+@functools.cache
+def _protocol_class() -> type:
+    """exchangelib's Protocol with this source's TLS, outside its process-wide cache."""
+    from exchangelib.protocol import CachingProtocol, Protocol
+
+    class Uncached(CachingProtocol):  # type: ignore[misc]
+        def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+            return type.__call__(cls, *args, **kwargs)
+
+    class TlsProtocol(Protocol, metaclass=Uncached):  # type: ignore[misc]
+        def __init__(self, *args: Any, tls: Any, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            self.tls = tls
+
+        def raw_session(self, prefix: str, *args: Any, **kwargs: Any) -> Any:
+            session = super().raw_session(prefix, *args, **kwargs)
+            # Not the host's REQUESTS_CA_BUNDLE or proxies: only the source's settings.
+            session.trust_env = False
+            for mounted in list(session.adapters):
+                session.mount(
+                    mounted,
+                    TlsAdapter(
+                        self.tls,
+                        pool_block=True,
+                        pool_connections=self.CONNECTIONS_PER_SESSION,
+                        pool_maxsize=self.CONNECTIONS_PER_SESSION,
+                        max_retries=0,
+                    ),
+                )
+            return session
+
+    return TlsProtocol

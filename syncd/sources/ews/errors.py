@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from syncd.errors import AuthError, SourceError
+from syncd.sources._tls import tls_failure
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +19,9 @@ def translate(name: str, access_type: str, exc: Exception) -> SourceError:
     from exchangelib import errors as e
 
     kind = type(exc).__name__
+    tls = tls_failure(exc)
+    if tls is not None:
+        return SourceError(f"{name}: Exchange: {tls}", permanent=True)
     if isinstance(exc, e.UnauthorizedError):
         return AuthError(f"{name}: Exchange rejected the service account's credentials")
     if isinstance(exc, e.ErrorImpersonateUserDenied | e.ErrorImpersonationDenied):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -47,6 +48,10 @@ class EwsOptions(SourceOptions):
     client_id: str = ""
     tenant_id: str = ""
     client_secret: SecretRef | None = None
+    verify_tls: bool = True
+    """Check the server's certificate (turn off only for a lab server)."""
+    ca_file: Path | None = None
+    """A PEM of the CA(s) that issued Exchange's certificate, instead of the system store."""
     timeout: float = Field(default=60.0, gt=0)
     max_connections: int = Field(default=4, ge=1, le=32)
     """Concurrent connections to Exchange (exchangelib's default is one)."""

@@ -16,6 +16,7 @@ import msal
 import requests
 
 from syncd.errors import AuthError, ConfigError, SourceError
+from syncd.sources._tls import TlsAdapter, tls_context, tls_failure
 from syncd.sources.graph.options import GraphOptions
 from syncd.sources.graph.replies import SAFE_CODE
 
@@ -78,11 +79,9 @@ class Tokens:
                 return self._app
             session = requests.Session()
             session.trust_env = False  # else REQUESTS_CA_BUNDLE silently overrides verify=
-            session.verify = (
-                str(self.opts.ca_file)
-                if self.opts.ca_file and self.opts.verify_tls
-                else self.opts.verify_tls
-            )
+            context = tls_context(verify_tls=self.opts.verify_tls, ca_file=self.opts.ca_file)
+            for prefix in list(session.adapters):
+                session.mount(prefix, TlsAdapter(context))
             if self.opts.proxy:
                 session.proxies = {"https": self.opts.proxy}
             authority = f"{self.opts.authority_host.rstrip('/')}/{self.opts.tenant_id}"
@@ -127,11 +126,9 @@ class Tokens:
 
 
 def transport_error(name: str, service: str, exc: Exception) -> SourceError:
-    text = str(exc)
-    if "CERTIFICATE_VERIFY_FAILED" in text or isinstance(exc, requests.exceptions.SSLError):
-        return SourceError(
-            f"{name}: {service}'s TLS certificate is not trusted (see ca_file)", permanent=True
-        )
+    tls = tls_failure(exc)
+    if tls is not None:
+        return SourceError(f"{name}: {service}: {tls}", permanent=True)
     if isinstance(exc, requests.Timeout):
         return SourceError(f"{name}: {service} timed out")
     return SourceError(f"{name}: cannot reach {service} ({type(exc).__name__})")

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from syncd.errors import SourceError
+from syncd.sources._tls import tls_context
 from syncd.sources.graph.auth import Tokens, transport_error
 from syncd.sources.graph.options import GraphOptions
 from syncd.sources.graph.replies import NOT_JSON, THROTTLED, Reply, retry_after, throttled_error
@@ -145,9 +146,5 @@ class GraphHttp:
                 )
             return self._http
 
-    def _tls(self) -> ssl.SSLContext | bool:
-        if not self.opts.verify_tls:
-            return False
-        if self.opts.ca_file is not None:
-            return ssl.create_default_context(cafile=str(self.opts.ca_file))
-        return True
+    def _tls(self) -> ssl.SSLContext:
+        return tls_context(verify_tls=self.opts.verify_tls, ca_file=self.opts.ca_file)
