@@ -15,8 +15,9 @@ from pydantic import ValidationError
 from syncd.domain.model import Occurrence, RawItem
 from syncd.errors import AuthError, SourceError
 from syncd.sources import load
+from syncd.sources._common import html_to_text
 from syncd.sources.base import ChangeSet, Source, Window
-from syncd.sources.ews import EwsSource, html_to_text
+from syncd.sources.ews import EwsSource
 from tests.harness import EventSpec
 from tests.harness.ews import EwsHarness
 
@@ -493,7 +494,7 @@ def test_no_personal_data_in_logs_at_info_or_above(
 def test_an_organizer_without_an_smtp_address_is_left_empty() -> None:
     from exchangelib import Mailbox
 
-    from syncd.sources import ews as ews_module
+    from syncd.sources.ews import mapping as ews_module
 
     # RoutingType EX: Exchange hands back the X.500 legacyExchangeDN, which is no address.
     legacy = Mailbox(
@@ -501,10 +502,10 @@ def test_an_organizer_without_an_smtp_address_is_left_empty() -> None:
         email_address="/O=EXCHANGELABS/OU=EXCHANGE ADMINISTRATIVE GROUP/CN=RECIPIENTS/CN=JO",
         routing_type="EX",
     )
-    assert ews_module._organizer(legacy) == ""
-    assert ews_module._organizer(None) == ""
+    assert ews_module.organizer(legacy) == ""
+    assert ews_module.organizer(None) == ""
     smtp = Mailbox(name="Jo", email_address="Jo.Smith@Example.org", routing_type="SMTP")
-    assert ews_module._organizer(smtp) == "jo.smith@example.org"
+    assert ews_module.organizer(smtp) == "jo.smith@example.org"
 
 
 # --- HTML bodies ------------------------------------------------------------------------------

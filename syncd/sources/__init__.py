@@ -13,7 +13,7 @@ BACKENDS: dict[str, str] = {
     "memory": "syncd.sources.memory:MemorySource",
     "ics": "syncd.sources.ics:IcsSource",
     "caldav": "syncd.sources.caldav:CalDavSource",
-    "ews": "syncd.sources.ews:EwsSource",
+    "ews": "syncd.sources.ews.source:EwsSource",
     "graph": "syncd.sources.graph.source:GraphSource",
 }
 

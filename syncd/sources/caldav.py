@@ -31,10 +31,13 @@ from caldav.elements import dav
 from caldav.elements.base import BaseElement
 from caldav.lib import error as caldav_error
 from caldav.lib.http_sync import requests as http
+from pydantic import field_validator
 
 from syncd.domain.model import RawItem
 from syncd.errors import AuthError, SourceError
 from syncd.secrets import SecretRef
+from syncd.sources._common import check_url, deleted
+from syncd.sources._tls import tls_failure
 from syncd.sources.base import ChangeSet, Source, SourceOptions, Window
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,7 @@ _TRANSIENT_4XX = frozenset({408, 409, 423, 425, 429})
 
 class CalDavOptions(SourceOptions):
     url: str
+    """The server's CalDAV root, with its scheme: https://dav.example.org/dav/"""
     username: str | None = None
     password: SecretRef | None = None
     verify_tls: bool = True
@@ -54,6 +58,11 @@ class CalDavOptions(SourceOptions):
     timeout: float = 30
     auth_type: Literal["basic", "digest"] = "basic"
     """Baikal and other SabreDAV servers often want Digest; Radicale, Nextcloud: Basic."""
+
+    @field_validator("url")
+    @classmethod
+    def _has_scheme(cls, value: str) -> str:
+        return check_url(value)
 
 
 class _GetCTag(BaseElement):
@@ -131,20 +140,17 @@ class CalDavSource(Source):
             raise SourceError(f"{self.name}: server truncated the calendar listing")
         present: dict[str, tuple[Any, str]] = {}
         gone: set[str] = set()
-        deleted = {str(u) for u in listing.deleted_urls}
+        tombstones = {str(u) for u in listing.deleted_urls}
         for obj in listing:
             href = _href(obj.url)
             # Radicale lists tombstones even on a token-less sync: never upsert those.
-            if str(obj.url.canonical()) in deleted:
+            if str(obj.url.canonical()) in tombstones:
                 gone.add(href)
                 continue
             present[href] = (obj.url, str(obj.props.get(dav.GetEtag.tag) or ""))
         changed = {h: url for h, (url, etag) in present.items() if not etag or known.get(h) != etag}
         upserts = self._multiget(calendar, changed, {h: e for h, (_, e) in present.items()})
-        if full:
-            deletes = sorted(h for h in known if h not in present)
-        else:
-            deletes = sorted(h for h in gone if h in known)
+        deletes = deleted(known, present) if full else sorted(h for h in gone if h in known)
         new_state = json.dumps({"token": str(listing.sync_token)}) if listing.sync_token else None
         return ChangeSet(full=full, upserts=upserts, deletes=deletes, state=new_state)
 
@@ -195,7 +201,7 @@ class CalDavSource(Source):
             urls[href] = url
         changed = {h: urls[h] for h, e in etags.items() if known.get(h) != e}
         upserts = self._multiget(calendar, changed, etags)
-        deletes = sorted(h for h in known if h not in etags)
+        deletes = deleted(known, etags)
         return ChangeSet(full=True, upserts=upserts, deletes=deletes, state=new_state)
 
     # --- shared -----------------------------------------------------------------------
@@ -307,16 +313,18 @@ class CalDavSource(Source):
             raise SourceError(
                 f"{name}: server answered HTTP {status}", permanent=permanent
             ) from None
-        except http.exceptions.SSLError:
+        except http.exceptions.SSLError as exc:
             log.debug("%s: TLS error", name, exc_info=True)
-            raise SourceError(
-                f"{name}: TLS certificate verification failed", permanent=True
-            ) from None
+            tls = tls_failure(exc) or "the TLS handshake failed"
+            raise SourceError(f"{name}: {tls}", permanent=True) from None
         except http.exceptions.Timeout:
             log.debug("%s: timeout", name, exc_info=True)
             raise SourceError(f"{name}: server timed out", permanent=False) from None
-        except (http.exceptions.ConnectionError, OSError):
+        except (http.exceptions.ConnectionError, OSError) as exc:
             log.debug("%s: connection error", name, exc_info=True)
+            wrapped = tls_failure(exc)  # a TLS failure wrapped in a connection error
+            if wrapped is not None:
+                raise SourceError(f"{name}: {wrapped}", permanent=True) from None
             raise SourceError(f"{name}: cannot connect to server", permanent=False) from None
         except Exception as exc:
             # caldav can raise plain exceptions on malformed XML; never leak them or their

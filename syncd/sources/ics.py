@@ -12,7 +12,6 @@ cleared when nothing did: an empty delta is equally true then.
 from __future__ import annotations
 
 import hashlib
-import ssl
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -23,6 +22,8 @@ from syncd.domain.model import RawItem
 from syncd.errors import AuthError, InputError, SourceError
 from syncd.parse.ical import DEFAULT_LIMITS, Limits, decode
 from syncd.secrets import SecretRef
+from syncd.sources._common import deleted
+from syncd.sources._tls import tls_context, tls_failure
 from syncd.sources.base import ChangeSet, Source, SourceOptions, Window
 
 _STATE = "ics"
@@ -130,11 +131,13 @@ class IcsSource(Source):
         except httpx.TimeoutException:
             raise SourceError(f"{self.name}: calendar URL timed out", permanent=False) from None
         except httpx.HTTPError as exc:
-            # Certificate failures need a human; refused or reset connections may pass.
-            permanent = isinstance(exc, httpx.ConnectError) and _is_tls_failure(exc)
+            # TLS failures need a human; refused or reset connections may pass.
+            tls = tls_failure(exc)
+            if tls is not None:
+                raise SourceError(f"{self.name}: calendar URL: {tls}", permanent=True) from None
             raise SourceError(
                 f"{self.name}: calendar URL unreachable ({type(exc).__name__})",
-                permanent=permanent,
+                permanent=False,
             ) from None
         if etag:
             tag = f"etag:{etag}"
@@ -149,9 +152,7 @@ class IcsSource(Source):
         with self._lock:
             if self._client is None:
                 opts = self._opts
-                verify: ssl.SSLContext | bool = opts.verify_tls
-                if opts.ca_file is not None:
-                    verify = ssl.create_default_context(cafile=str(opts.ca_file))
+                verify = tls_context(verify_tls=opts.verify_tls, ca_file=opts.ca_file)
                 auth = None
                 if opts.username is not None:
                     password = self._secret("password") if opts.password is not None else ""
@@ -213,15 +214,6 @@ def _http_url(locator: str) -> str:
     return locator
 
 
-def _is_tls_failure(exc: Exception) -> bool:
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, ssl.SSLError):
-            return True
-        cause = cause.__cause__ or cause.__context__
-    return "CERTIFICATE" in str(exc).upper()
-
-
 def _retry_after(value: str | None) -> float | None:
     if value is None:
         return None
@@ -233,7 +225,7 @@ def _retry_after(value: str | None) -> float | None:
 
 def _changes(present: dict[str, RawItem], known: Mapping[str, str], *, requests: int) -> ChangeSet:
     upserts = [item for href, item in present.items() if known.get(href) != item.etag]
-    deletes = sorted(href for href in known if href not in present)
+    deletes = deleted(known, present)
     return ChangeSet(
         full=bool(upserts or deletes),
         upserts=upserts,

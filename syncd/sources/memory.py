@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 
 from syncd.domain.model import RawItem
 from syncd.errors import SourceError
+from syncd.sources._common import deleted
 from syncd.sources.base import ChangeSet, Source, SourceOptions, Window
 
 
@@ -65,7 +66,7 @@ class MemorySource(Source):
         since = _parse_token(state, self._epoch)
         if since is None:
             upserts = [item for item in cal.values() if known.get(item.href) != item.etag]
-            deletes = [href for href in known if href not in cal]
+            deletes = deleted(known, cal)
             return ChangeSet(full=True, upserts=upserts, deletes=deletes, state=token, requests=1)
         touched = {href for seq, href in log if seq > since}
         upserts = [cal[h] for h in sorted(touched) if h in cal and known.get(h) != cal[h].etag]

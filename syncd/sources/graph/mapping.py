@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, tzinfo
-from html.parser import HTMLParser
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -16,6 +15,7 @@ from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
 from syncd.domain.model import Occurrence, organizer_address
 from syncd.errors import SourceError
+from syncd.sources._common import html_to_text
 
 _UTC_NAMES = frozenset({"utc", "etc/utc", "z", "gmt", "etc/gmt", "coordinated universal time"})
 _INSTANCE_TYPES = frozenset({"occurrence", "exception"})
@@ -96,42 +96,6 @@ def postal_code(location: Any) -> str:
         return ""
     address = location.get("address")
     return _text(address.get("postalCode")) if isinstance(address, dict) else ""
-
-
-class _HTMLText(HTMLParser):
-    _BREAKS = frozenset({"br", "p", "div", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6"})
-    _SKIP = frozenset({"head", "style", "script", "title"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.out: list[str] = []
-        self._skipping = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._SKIP:
-            self._skipping += 1
-        elif tag == "br":
-            self.out.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self._SKIP:
-            self._skipping = max(0, self._skipping - 1)
-        elif tag in self._BREAKS and tag != "br":
-            self.out.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self._skipping:
-            # Source line breaks inside HTML are layout, not content.
-            self.out.append(re.sub(r"\s+", " ", data.replace("\xa0", " ")))
-
-
-def html_to_text(html: str) -> str:
-    """Visible text of an Outlook HTML body, one line per paragraph or <br>."""
-    parser = _HTMLText()
-    parser.feed(html)
-    parser.close()
-    lines = (line.strip() for line in "".join(parser.out).split("\n"))
-    return "\n".join(line for line in lines if line)
 
 
 def body_text(body: Any) -> str:
