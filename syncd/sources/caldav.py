@@ -31,7 +31,7 @@ from caldav.elements import dav
 from caldav.elements.base import BaseElement
 from caldav.lib import error as caldav_error
 from caldav.lib.http_sync import requests as http
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from syncd.domain.model import RawItem
 from syncd.errors import AuthError, SourceError
@@ -49,15 +49,33 @@ _TRANSIENT_4XX = frozenset({408, 409, 423, 425, 429})
 
 
 class CalDavOptions(SourceOptions):
-    url: str
-    """The server's CalDAV root, with its scheme: https://dav.example.org/dav/"""
-    username: str | None = None
-    password: SecretRef | None = None
-    verify_tls: bool = True
-    ca_file: Path | None = None
-    timeout: float = 30
-    auth_type: Literal["basic", "digest"] = "basic"
-    """Baikal and other SabreDAV servers often want Digest; Radicale, Nextcloud: Basic."""
+    url: str = Field(
+        description="The server's CalDAV root, with its scheme: https://dav.example.org/dav/ "
+        "(locators are resolved under it and may not leave its host)."
+    )
+    username: str | None = Field(
+        default=None, description="User name to log in with; none sends no credentials."
+    )
+    password: SecretRef | None = Field(
+        default=None, description="Where the password for username is kept."
+    )
+    verify_tls: bool = Field(
+        default=True,
+        description="Check the server's TLS certificate (turn off only for a lab server).",
+    )
+    ca_file: Path | None = Field(
+        default=None,
+        description="A PEM of the CA(s) that issued the server's certificate, instead of the "
+        "default bundle; when set, it is checked even if verify_tls is false.",
+    )
+    timeout: float = Field(
+        default=30, description="Seconds before a request to the server is abandoned."
+    )
+    auth_type: Literal["basic", "digest"] = Field(
+        default="basic",
+        description="HTTP auth scheme, set up front (not negotiated) when username is given. "
+        "Baikal and other SabreDAV servers often want Digest; Radicale, Nextcloud: Basic.",
+    )
 
     @field_validator("url")
     @classmethod

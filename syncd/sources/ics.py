@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import httpx
+from pydantic import Field
 
 from syncd.domain.model import RawItem
 from syncd.errors import AuthError, InputError, SourceError
@@ -31,12 +32,31 @@ _RETRYABLE_4XX = frozenset({408, 425, 429})
 
 
 class IcsOptions(SourceOptions):
-    timeout: float = 30
-    verify_tls: bool = True
-    ca_file: Path | None = None
-    username: str | None = None
-    password: SecretRef | None = None
-    max_bytes: int = DEFAULT_LIMITS.max_bytes
+    timeout: float = Field(
+        default=30, description="Seconds before a request to a calendar URL is abandoned."
+    )
+    verify_tls: bool = Field(
+        default=True,
+        description="Check a calendar URL's TLS certificate (turn off only for a lab server).",
+    )
+    ca_file: Path | None = Field(
+        default=None,
+        description="A PEM of the CA(s) to trust for calendar URLs, instead of the system store.",
+    )
+    username: str | None = Field(
+        default=None,
+        description="User name for HTTP Basic auth on calendar URLs; none sends no credentials.",
+    )
+    password: SecretRef | None = Field(
+        default=None,
+        description="Where the Basic auth password is kept (used with username; none sends an "
+        "empty password).",
+    )
+    max_bytes: int = Field(
+        default=DEFAULT_LIMITS.max_bytes,
+        description="Largest calendar file or download accepted, in bytes; a bigger one is an "
+        "error.",
+    )
 
 
 class IcsSource(Source):

@@ -36,29 +36,79 @@ ExchangeVersion = Literal[
 class EwsOptions(SourceOptions):
     """``[[sources]]`` table for ``kind = "ews"``."""
 
-    autodiscover: bool = False
-    service_endpoint: str | None = None
-    """e.g. https://mail.example.org/EWS/Exchange.asmx; required unless autodiscover."""
-    version: ExchangeVersion | None = None
-    """Skips version guessing (one request fewer, and no surprises behind load balancers)."""
-    access_type: Literal["impersonation", "delegate"] = "impersonation"
-    auth_type: Literal["ntlm", "basic", "oauth"] = "ntlm"
-    username: str = ""
-    password: SecretRef | None = None
-    client_id: str = ""
-    tenant_id: str = ""
-    client_secret: SecretRef | None = None
-    verify_tls: bool = True
-    """Check the server's certificate (turn off only for a lab server)."""
-    ca_file: Path | None = None
-    """A PEM of the CA(s) that issued Exchange's certificate, instead of the system store."""
-    timeout: float = Field(default=60.0, gt=0)
-    max_connections: int = Field(default=4, ge=1, le=32)
-    """Concurrent connections to Exchange (exchangelib's default is one)."""
-    sync_page_size: int = Field(default=512, ge=1, le=512)
-    """MaxChangesReturned per SyncFolderItems request (512 is the EWS maximum)."""
-    view_page_size: int = Field(default=500, ge=1, le=1000)
-    """MaxEntriesReturned per CalendarView request (Exchange's EWSFindCountLimit is 1000)."""
+    autodiscover: bool = Field(
+        default=False,
+        description="Find each mailbox's EWS endpoint by Autodiscover; give exactly one of this "
+        "or service_endpoint.",
+    )
+    service_endpoint: str | None = Field(
+        default=None,
+        description="e.g. https://mail.example.org/EWS/Exchange.asmx; required unless "
+        "autodiscover. Must be https (http only to a loopback address).",
+    )
+    version: ExchangeVersion | None = Field(
+        default=None,
+        description="Skips version guessing (one request fewer, and no surprises behind load "
+        "balancers); none lets the server's version be detected.",
+    )
+    access_type: Literal["impersonation", "delegate"] = Field(
+        default="impersonation",
+        description="How the service account opens staff mailboxes: ApplicationImpersonation, "
+        "or delegate access granted on each mailbox.",
+    )
+    auth_type: Literal["ntlm", "basic", "oauth"] = Field(
+        default="ntlm",
+        description="How the service account logs in: ntlm and basic need username and "
+        "password; oauth needs client_id, tenant_id and client_secret.",
+    )
+    username: str = Field(
+        default="",
+        description="The service account's user name (for ntlm and basic), e.g. "
+        "DOMAIN\\svc-syncd or svc-syncd@example.org.",
+    )
+    password: SecretRef | None = Field(
+        default=None, description="Where the service account's password is kept (ntlm, basic)."
+    )
+    client_id: str = Field(
+        default="", description="Application (client) ID of the Entra ID app (for oauth)."
+    )
+    tenant_id: str = Field(
+        default="", description="Directory (tenant) ID of the Entra ID tenant (for oauth)."
+    )
+    client_secret: SecretRef | None = Field(
+        default=None, description="Where the Entra ID app's client secret is kept (for oauth)."
+    )
+    verify_tls: bool = Field(
+        default=True,
+        description="Check the server's certificate (turn off only for a lab server).",
+    )
+    ca_file: Path | None = Field(
+        default=None,
+        description="A PEM of the CA(s) that issued Exchange's certificate, instead of the "
+        "system store.",
+    )
+    timeout: float = Field(
+        default=60.0, gt=0, description="Seconds before a request to Exchange is abandoned."
+    )
+    max_connections: int = Field(
+        default=4,
+        ge=1,
+        le=32,
+        description="Concurrent connections to Exchange (exchangelib's default is one).",
+    )
+    sync_page_size: int = Field(
+        default=512,
+        ge=1,
+        le=512,
+        description="MaxChangesReturned per SyncFolderItems request (512 is the EWS maximum).",
+    )
+    view_page_size: int = Field(
+        default=500,
+        ge=1,
+        le=1000,
+        description="MaxEntriesReturned per CalendarView request (Exchange's EWSFindCountLimit "
+        "is 1000).",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> EwsOptions:
