@@ -110,6 +110,14 @@ class Notify(_Strict):
         "entries; omit to disable.",
     )
     nudge_staff: bool = Field(False, description="Also email the worker whose entry is incomplete.")
+    settle_minutes: int = Field(
+        15,
+        ge=0,
+        le=240,
+        description="How long a new finding is held back after the entry changed, so a "
+        "worker saving an entry in stages is not reported (a finding fixed within this time "
+        "is never mentioned); a visit starting sooner is reported at once. 0 reports at once.",
+    )
 
 
 class Webhook(_Strict):

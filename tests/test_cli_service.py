@@ -29,7 +29,7 @@ def write_config(tmp_path: Path, sink: Sink, locator: Path) -> Path:
         f'database = "sqlite:///{tmp_path / "state.db"}"\n'
         f'metrics_file = "{tmp_path / "metrics" / "syncd.prom"}"\n'
         f'[smtp]\nhost = "127.0.0.1"\nport = {sink.port}\nsecurity = "none"\nsender = "syncd@council.example"\n'
-        '[notify]\nmorning_report = "00:00:00"\n'
+        '[notify]\nmorning_report = "00:00:00"\nsettle_minutes = 0\n'
         '[[sources]]\nname = "files"\nkind = "ics"\n'
         '[[teams]]\nname = "North"\nmonitors = ["duty@council.example"]\n'
         f'[[teams.staff]]\nid = "s1002"\nname = "Ben Taylor"\ncalendar = {{ source = "files", locator = "{locator}" }}\n'

@@ -71,7 +71,7 @@ class Team:
                     "security": "none",
                     "sender": "syncd@council.example",
                 },
-                "notify": {"morning_report": None},
+                "notify": {"settle_minutes": 0, "morning_report": None},
                 "sources": [
                     {
                         "name": "dav",

@@ -75,7 +75,7 @@ def test_microsoft_calendars_through_the_daemon(harness: Any, sink: Sink, tmp_pa
                 "security": "none",
                 "sender": "syncd@council.example",
             },
-            "notify": {"morning_report": None},
+            "notify": {"settle_minutes": 0, "morning_report": None},
             "sources": [{"name": "m", "kind": harness.kind, **options}],
             "teams": [
                 {
@@ -147,7 +147,7 @@ def test_graph_mailboxes_are_synced_in_batches(
         cfg = parse_config(
             {
                 "database": f"sqlite:///{tmp_path / 'state.db'}",
-                "notify": {"morning_report": None},
+                "notify": {"settle_minutes": 0, "morning_report": None},
                 "sources": [
                     {
                         "name": "m",

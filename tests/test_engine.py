@@ -61,7 +61,7 @@ def make_config(tmp_path: Path, sink: Sink, **extra: object) -> Config:
             "security": "none",
             "sender": "syncd@council.example",
         },
-        "notify": {"morning_report": "07:30:00"},
+        "notify": {"settle_minutes": 0, "morning_report": "07:30:00"},
         "sources": [{"name": "mem", "kind": "memory"}],
         "teams": [
             {
@@ -287,7 +287,7 @@ def test_morning_report_once_a_day_with_today_and_tomorrow(tmp_path: Path, sink:
 def test_day_rollover_closes_past_findings_without_calling_them_fixed(
     tmp_path: Path, sink: Sink
 ) -> None:
-    w = World(tmp_path, sink, notify={"morning_report": None})
+    w = World(tmp_path, sink, notify={"settle_minutes": 0, "morning_report": None})
     w.put("amira", visit("a1", "HV", 0, 10))
     w.put("amira", visit("a2", "HV Smith", 3, 10))
     w.cycle()
@@ -298,7 +298,9 @@ def test_day_rollover_closes_past_findings_without_calling_them_fixed(
 
 
 def test_nudges_go_to_the_worker_when_enabled(tmp_path: Path, sink: Sink) -> None:
-    w = World(tmp_path, sink, notify={"morning_report": None, "nudge_staff": True})
+    w = World(
+        tmp_path, sink, notify={"settle_minutes": 0, "morning_report": None, "nudge_staff": True}
+    )
     w.put("amira", visit("a1", "HV", 1, 10, location="12 Acacia Avenue"))
     w.cycle()
     msgs = sink.take()

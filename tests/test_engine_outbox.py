@@ -28,7 +28,7 @@ def _config(tmp_path: Path) -> Config:
     return parse_config(
         {
             "database": f"sqlite:///{tmp_path / 'state.db'}",
-            "notify": {"nudge_staff": True},
+            "notify": {"settle_minutes": 0, "nudge_staff": True},
             "sources": [{"name": "mem", "kind": "memory"}],
             "teams": [
                 {

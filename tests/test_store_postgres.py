@@ -32,7 +32,7 @@ def test_engine_on_postgres(pg_url: str, tmp_path: Path) -> None:
     cfg = parse_config(
         {
             "database": pg_url,
-            "notify": {"morning_report": "07:30:00"},
+            "notify": {"settle_minutes": 0, "morning_report": "07:30:00"},
             "sources": [{"name": "mem", "kind": "memory"}],
             "teams": [
                 {

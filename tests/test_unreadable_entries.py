@@ -50,7 +50,7 @@ def engine_for(h: Any, tmp_path: Path, mailbox: str) -> Engine:
     cfg = parse_config(
         {
             "database": f"sqlite:///{tmp_path / 'state.db'}",
-            "notify": {"morning_report": None},
+            "notify": {"settle_minutes": 0, "morning_report": None},
             "sources": [{"name": "m", "kind": h.kind, **options}],
             "teams": [
                 {

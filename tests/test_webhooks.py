@@ -94,7 +94,7 @@ class World:
         return parse_config(
             {
                 "database": f"sqlite:///{self.tmp / 'state.db'}",
-                "notify": {"morning_report": None},
+                "notify": {"settle_minutes": 0, "morning_report": None},
                 "sources": [{"name": "m", "kind": "graph", **options}],
                 "webhook": {
                     "listen": f"127.0.0.1:{self.port}",

@@ -215,7 +215,8 @@ def run_demo(keep: Path | None = None, now: datetime | None = None) -> int:
                     "security": "none",
                     "sender": "syncd@council.example",
                 },
-                "notify": {"morning_report": "00:00"},
+                # One cycle to show: no settling time (live use holds new findings 15 minutes).
+                "notify": {"morning_report": "00:00", "settle_minutes": 0},
                 "sources": [
                     {
                         "name": "council-caldav",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import types
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from datetime import date, datetime
 from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 
@@ -34,6 +34,8 @@ class NewFinding:
     summary: str
     start: datetime | date
     message: str
+    contact: str = ""  # the worker's phone, or their email if no phone: for the monitor
+    started: bool = False  # the visit had begun when the finding was made
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +124,8 @@ class ReportLine:
     summary: str
     start: datetime | date
     message: str
+    contact: str = ""
+    started: bool = False  # the visit had begun when the report was made
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +137,15 @@ class ReportBlind:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportNotRead:
+    """One calendar that is not blind but whose entries were not read either: never read
+    yet, or held after it suddenly read as empty."""
+
+    staff_name: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class MorningReport:
     """A team's incomplete entries for today and tomorrow and its blind calendars."""
 
@@ -141,6 +154,8 @@ class MorningReport:
     findings: tuple[ReportLine, ...]
     blind: tuple[ReportBlind, ...]
     visits: int
+    calendars: int = 0  # the team's calendars; 0 in reports written before it was kept
+    not_read: tuple[ReportNotRead, ...] = ()
 
 
 Event = (
@@ -160,11 +175,13 @@ KINDS: Mapping[str, type[Event]] = {cls.kind: cls for cls in EVENT_TYPES}
 
 @dataclass(frozen=True, slots=True)
 class Notice:
-    """An event addressed: to the team's monitors (``recipient`` None) or to one person."""
+    """An event addressed: to the team's monitors (``recipient`` None) or to one person;
+    ``due`` holds it back until then (a new finding settling), None for at once."""
 
     team: str
     event: Event
     recipient: str | None = None
+    due: datetime | None = None
 
 
 def parse_when(text: str) -> datetime | date:
@@ -209,13 +226,22 @@ def _encode_value(value: Any) -> Any:
 
 
 def _decode(cls: type[Any], data: Mapping[str, Any]) -> Any:
+    """Fields added later have defaults: a payload written before them takes the default."""
     hints = get_type_hints(cls)
-    return cls(**{f.name: _decode_value(hints[f.name], data[f.name]) for f in fields(cls)})
+    return cls(
+        **{
+            f.name: _decode_value(hints[f.name], data[f.name])
+            for f in fields(cls)
+            if f.name in data or f.default is MISSING
+        }
+    )
 
 
 def _decode_value(hint: Any, value: Any) -> Any:
     if hint is str:
         return str(value)
+    if hint is bool:
+        return bool(value)
     if hint is int:
         return int(value)
     if hint is date:

@@ -25,7 +25,7 @@ from syncd.domain.events import (
     Refilled,
     ReportLine,
 )
-from syncd.domain.rules import RULES
+from syncd.domain.rules import RULE_IDS, RULES
 from syncd.notify.base import Message
 
 _env = Environment(
@@ -51,6 +51,9 @@ def when(moment: datetime | date | str) -> str:
 
 
 _env.filters["when"] = when
+_env.filters["contact_href"] = lambda c: (
+    f"mailto:{c}" if "@" in c else "tel:" + "".join(ch for ch in c if ch.isdigit() or ch == "+")
+)
 _env.filters["rule_title"] = lambda r: RULE_TITLES.get(r, r)
 _env.tests["refilled"] = lambda e: isinstance(e, Refilled)
 
@@ -59,10 +62,14 @@ def _iso(moment: datetime | date) -> str:
     return moment.isoformat()
 
 
+_ORDER = {r: i for i, r in enumerate(RULE_IDS)}
+
+
 def _group_findings(
     found: Sequence[NewFinding | Nudge | Fixed | ReportLine],
 ) -> list[dict[str, Any]]:
-    """One line per visit (worker, entry, start) listing every missing detail."""
+    """One block per visit (worker, entry, start) listing every missing detail, in the rule
+    table's order (syncd.domain.rules.RULE_IDS) wherever the visit is listed."""
     by_visit: dict[tuple[str, str, str], dict[str, Any]] = {}
     for f in found:
         # Keyed and ordered by the ISO text, as stored: dates and datetimes do not compare.
@@ -73,13 +80,22 @@ def _group_findings(
                 "staff_name": f.staff_name,
                 "summary": f.summary,
                 "start": f.start,
-                "rules": [],
-                "messages": [],
+                "contact": getattr(f, "contact", ""),
+                "started": getattr(f, "started", False),
+                "problems": [],
             },
         )
-        row["rules"].append(f.rule)
-        row["messages"].append("" if isinstance(f, Fixed) else f.message)
+        row["problems"].append((f.rule, "" if isinstance(f, Fixed) else f.message))
+    for row in by_visit.values():
+        row["problems"].sort(key=lambda p: _ORDER.get(p[0], len(_ORDER)))
+        row["rules"] = [r for r, _ in row["problems"]]
+        row["messages"] = [m for _, m in row["problems"]]
     return sorted(by_visit.values(), key=lambda r: (_iso(r["start"]), r["staff_name"]))
+
+
+def _split(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(visits still to come, visits already begun or over)."""
+    return [r for r in rows if not r["started"]], [r for r in rows if r["started"]]
 
 
 def render_digest(team: str, events: Sequence[Event], *, to: Sequence[str]) -> Message:
@@ -109,9 +125,11 @@ def render_digest(team: str, events: Sequence[Event], *, to: Sequence[str]) -> M
                 accepted.append(e)
             case MorningReport() | Nudge():
                 raise ValueError(f"a {e.kind} event does not go into a digest")
+    upcoming, begun = _split(_group_findings(findings))
     ctx: dict[str, Any] = {
         "team": team,
-        "findings": _group_findings(findings),
+        "findings": upcoming,
+        "begun": begun,
         "fixed": _group_findings(fixed),
         "blind": blind,
         "recovered": [*readable, *refilled],
@@ -121,10 +139,9 @@ def render_digest(team: str, events: Sequence[Event], *, to: Sequence[str]) -> M
     parts = []
     if ctx["blind"] or ctx["emptied"]:
         parts.append(f"{len(ctx['blind']) + len(ctx['emptied'])} calendar(s) not being tracked")
-    if ctx["findings"]:
-        parts.append(
-            f"{len(ctx['findings'])} visit entr{'y' if len(ctx['findings']) == 1 else 'ies'} incomplete"
-        )
+    n = len(upcoming) + len(begun)
+    if n:
+        parts.append(f"{n} visit entr{'y' if n == 1 else 'ies'} incomplete")
     if ctx["fixed"]:
         parts.append(f"{len(ctx['fixed'])} fixed")
     if ctx["recovered"]:
@@ -141,21 +158,33 @@ def render_digest(team: str, events: Sequence[Event], *, to: Sequence[str]) -> M
 
 
 def render_morning(team: str, report: MorningReport, *, to: Sequence[str]) -> Message:
+    """Blind spots first; completeness is claimed only for the calendars actually read."""
+    upcoming, begun = _split(_group_findings(report.findings))
+    unread = len(report.blind) + len(report.not_read)
+    total = report.calendars or None  # reports written before it was kept: unknown
     ctx: dict[str, Any] = {
         "team": team,
         "day": report.day.isoformat(),
-        "findings": _group_findings(report.findings),
+        "findings": upcoming,
+        "begun": begun,
         "blind": report.blind,
+        "not_read": report.not_read,
+        "unread": unread,
+        "total": total,
+        "read": None if total is None else max(total - unread, 0),
         "visits": report.visits,
     }
-    n = len(ctx["findings"])
-    subject = f"[syncd] {team}: morning report, " + (
-        f"{n} incomplete visit entr{'y' if n == 1 else 'ies'} today and tomorrow"
-        if n
-        else "all visit entries complete"
-    )
-    if ctx["blind"]:
-        subject += f", {len(ctx['blind'])} calendar(s) not readable"
+    parts = []
+    if unread:
+        parts.append(f"{unread} calendar(s) not read")
+    n = len(upcoming) + len(begun)
+    if n:
+        parts.append(f"{n} incomplete visit entr{'y' if n == 1 else 'ies'} today and tomorrow")
+    elif not unread:
+        parts.append("all visit entries complete")
+    elif ctx["read"]:
+        parts.append(f"no incomplete entries in the {ctx['read']} of {total} calendars read")
+    subject = f"[syncd] {team}: morning report, " + ", ".join(parts)
     return Message(
         to=tuple(to),
         subject=subject,

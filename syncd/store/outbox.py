@@ -38,7 +38,7 @@ def enqueue_rows(conn: Connection, notices: Sequence[Notice], now: datetime) -> 
                 "recipient": n.recipient,
                 "payload": to_json(n.event),
                 "created_at": now,
-                "due_at": now,
+                "due_at": n.due or now,
                 "attempts": 0,
             }
             for n in notices

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import date, datetime, tzinfo
 
 from syncd.config import Config, Staff, Team
 
@@ -33,3 +33,16 @@ def roster(config: Config) -> Roster:
 def local(moment: datetime, tz: tzinfo) -> datetime:
     """The moment in the teams' zone, so emails show the wall-clock time people live by."""
     return moment.astimezone(tz)
+
+
+def local_when(moment: datetime | date, tz: tzinfo) -> datetime | date:
+    """A visit's start as people are shown it: a timed start in the teams' zone (Graph gives
+    UTC, EWS the entry's own zone), a date (all-day) as it is."""
+    if not isinstance(moment, datetime):
+        return moment
+    return moment.replace(tzinfo=tz) if moment.tzinfo is None else moment.astimezone(tz)
+
+
+def contact(staff: Staff) -> str:
+    """How the monitor reaches the worker: their phone, or their email if they have none."""
+    return staff.phone or staff.email or ""

@@ -4,7 +4,7 @@ write new and resolved findings with their notifications in one transaction."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from syncd.config import Config
 from syncd.domain import rules
@@ -13,7 +13,15 @@ from syncd.domain.model import Occurrence, Problem, Window
 from syncd.domain.tracking import diff_findings, local_day, problem_finding
 from syncd.parse.ical import parse_ical
 from syncd.store import Store, utc_start
-from syncd.track.context import CycleReport, Roster
+from syncd.track.context import CycleReport, Roster, contact, local_when
+
+
+def settle_until(first_seen: datetime, start_utc: datetime, settle: timedelta) -> datetime | None:
+    """When a finding first seen at ``first_seen`` is announced: after the settling time, or
+    at once (None) if there is none or the visit starts sooner than that."""
+    if not settle or start_utc - first_seen < settle:
+        return None
+    return first_seen + settle
 
 
 class Evaluator:
@@ -48,15 +56,34 @@ class Evaluator:
             window,
         )
         notices: list[Notice] = []
+        settle = timedelta(minutes=self.config.notify.settle_minutes)
         for f in diff.new:
-            fields = (staff.id, staff.name, f.rule, f.summary, f.start, f.message)
-            notices.append(Notice(team.name, NewFinding(*fields)))
+            start = local_when(f.start, self.tz)
+            due = settle_until(now, utc_start(f.start), settle)
+            finding = NewFinding(
+                staff.id,
+                staff.name,
+                f.rule,
+                f.summary,
+                start,
+                f.message,
+                contact=contact(staff),
+                started=utc_start(f.start) <= now and f.rule != "unreadable-entry",
+            )
+            notices.append(Notice(team.name, finding, due=due))
             if self.config.notify.nudge_staff and staff.email:
-                notices.append(Notice(team.name, Nudge(*fields), recipient=staff.email))
+                nudge = Nudge(staff.id, staff.name, f.rule, f.summary, start, f.message)
+                notices.append(Notice(team.name, nudge, recipient=staff.email, due=due))
         for fkey, resolution in diff.resolved:
             if resolution == "fixed":
                 f0 = open_[fkey]
-                fixed = Fixed(staff.id, staff.name, f0.rule, f0.summary, parse_when(f0.start))
+                held = settle_until(f0.first_seen, f0.start_utc, settle)
+                if held is not None and now < held:
+                    # Fixed while still settling: never announced, so neither is the fix.
+                    self.withdraw(staff.id, f0.rule, f0.start_utc, held, now)
+                    continue
+                start = local_when(parse_when(f0.start), self.tz)
+                fixed = Fixed(staff.id, staff.name, f0.rule, f0.summary, start)
                 notices.append(Notice(team.name, fixed))
         # An unreadable entry has no date of its own and is dated at today's window start;
         # moving it along each day keeps it in the morning report until it is fixed.
@@ -79,6 +106,22 @@ class Evaluator:
         report.visits += len(result.visits)
         report.new_findings += len(diff.new)
         report.resolved_findings += len(diff.resolved)
+
+    def withdraw(
+        self, staff_id: str, rule: str, start_utc: datetime, held: datetime, now: datetime
+    ) -> None:
+        """Drop the still-held notices (digest and nudge) of a finding fixed while settling."""
+        ids = [
+            r.id
+            for r in self.store.due(held)
+            if isinstance(r.event, NewFinding | Nudge)
+            and r.event.staff_id == staff_id
+            and r.event.rule == rule
+            and utc_start(r.event.start) == start_utc
+        ]
+        got = self.store.claim(ids, now, held)
+        if got:
+            self.store.defer(got, "withdrawn: fixed within the settling time", None, now)
 
     def occurrences(self, key: str, window: Window) -> tuple[list[Occurrence], list[Problem]]:
         occs: list[Occurrence] = []
