@@ -214,7 +214,7 @@ def test_plan_is_pure_and_orders_drops_first() -> None:
 
 def serve_endpoint(world: World, subs: Subscriptions, work: WorkQueue) -> WebServer:
     app = create_app(client_state=STATE, directory=subs.directory, work=work)
-    web = WebServer(app, "127.0.0.1", world.port)
+    web = WebServer(app, "127.0.0.1", world.port, clock=lambda: world.now[0])
     assert web.start()
     return web
 

@@ -130,7 +130,7 @@ class Daemon:
         )
         subs.load()
         app = create_app(client_state=client_state, directory=subs.directory, work=self.work)
-        web = WebServer(app, hook.host, hook.port)
+        web = WebServer(app, hook.host, hook.port, clock=self.clock)
         if not web.start():
             log.error(
                 "webhook: cannot listen on %s; change notifications are off, polling only",
