@@ -43,6 +43,30 @@ def test_unit_is_notify_with_watchdog_credentials_and_hardening() -> None:
         assert d[key] == ["yes"], key
     assert d["ProtectSystem"] == ["strict"]
     assert d["CapabilityBoundingSet"] == [""]
+    for key in (
+        "RestrictNamespaces",
+        "MemoryDenyWriteExecute",
+        "ProtectKernelLogs",
+        "ProtectClock",
+        "ProtectHostname",
+        "RestrictRealtime",
+        "PrivateUsers",
+    ):
+        assert d[key] == ["yes"], key
+    assert "@system-service" in d["SystemCallFilter"]
+    assert d["RestrictAddressFamilies"] == ["AF_INET AF_INET6 AF_UNIX"]
+
+
+def test_unit_gives_the_webhook_and_the_sync_loop_their_descriptors() -> None:
+    from syncd.web.guard import Limits
+
+    (nofile,) = directives()["LimitNOFILE"]
+    # The webhook holds at most a quarter: the default limits fit without being lowered.
+    assert Limits().fitted(int(nofile)) == Limits()
+    assert Limits().descriptors() * 4 <= int(nofile)
+    # Under a smaller limit (systemd's 1,024, or a tight ulimit) the webhook shrinks to fit.
+    for small in (1024, 256, 200, 64, 24):
+        assert Limits().fitted(small).descriptors() <= small // 4
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")

@@ -59,13 +59,15 @@ class Limits:
         return 1 + self.max_connections + 3 * self.backlog
 
     def fitted(self, nofile: int) -> Limits:
-        """These limits, with connections lowered so the webhook holds at most a quarter
-        of the descriptor limit ``nofile``: the sync loop keeps the rest, whatever the
-        webhook is sent."""
-        room = nofile // 4 - 1 - 3 * self.backlog
-        if self.descriptors() <= nofile // 4:
+        """These limits, lowered if need be so that the webhook holds at most a quarter of
+        the descriptor limit ``nofile``: the sync loop keeps the rest, whatever the webhook
+        is sent."""
+        quarter = nofile // 4
+        if self.descriptors() <= quarter:
             return self
-        return replace(self, max_connections=max(1, room))
+        backlog = min(self.backlog, max(1, (quarter - 1) // 8))
+        connections = max(1, min(self.max_connections, quarter - 1 - 3 * backlog))
+        return replace(self, backlog=backlog, max_connections=connections)
 
 
 def guarded_protocol(limits: Limits, on_event: Callable[[str], None]) -> type[H11Protocol]:

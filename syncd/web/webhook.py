@@ -138,9 +138,10 @@ class WebServer:
         limits = self.limits.fitted(soft) if soft != resource.RLIM_INFINITY else self.limits
         if limits != self.limits:
             log.warning(
-                "webhook: at most %d connections (within a quarter of the %d file "
-                "descriptors allowed; raise LimitNOFILE= for more)",
+                "webhook: at most %d connections, backlog %d (within a quarter of the %d "
+                "file descriptors allowed; raise LimitNOFILE= for more)",
                 limits.max_connections,
+                limits.backlog,
                 soft,
             )
         self.active_limits = limits
