@@ -214,13 +214,18 @@ def _check_database(url: str) -> int:
     return 0
 
 
-def _store_lock(cfg: Config) -> contextlib.AbstractContextManager[object]:
-    """The one-sender lock for a SQLite store (a no-op for other stores)."""
-    from syncd.app.lock import StoreLock, sqlite_path
+def _sender_lock(cfg: Config) -> Any:
+    """The store's one-sender lock (SenderLock), or None for an in-memory store."""
+    from syncd.app.lock import sender_lock
     from syncd.store.db import resolve_url
 
-    path = sqlite_path(resolve_url(cfg.database))
-    return StoreLock(path) if path is not None else contextlib.nullcontext()
+    return sender_lock(resolve_url(cfg.database))
+
+
+def _store_lock(cfg: Config) -> contextlib.AbstractContextManager[object]:
+    """The one-sender lock, taken or refused with a clear line (a no-op in memory)."""
+    lock = _sender_lock(cfg)
+    return lock if lock is not None else contextlib.nullcontext()
 
 
 def cmd_once(args: argparse.Namespace) -> int:
@@ -244,11 +249,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     from syncd.app.daemon import Daemon
 
     cfg = load_config(args.config)
-    with _store_lock(cfg):
-        daemon = Daemon(_engine(cfg), interval=cfg.poll_interval)
+    lock = _sender_lock(cfg)
+    # SQLite: a second daemon is refused here. PostgreSQL: it stands by in Daemon.run.
+    if lock is not None and not lock.try_acquire() and not lock.standby:
+        raise ConfigError(lock.busy())
+    try:
+        daemon = Daemon(_engine(cfg), interval=cfg.poll_interval, lock=lock)
         daemon.install_signal_handlers()
         daemon.run()
-    return 0
+    finally:
+        if lock is not None:
+            lock.release()
+    return 1 if daemon.lost_lock else 0
 
 
 def _calendar_state(st: Any) -> str:

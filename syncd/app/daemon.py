@@ -8,6 +8,10 @@ With ``[webhook]`` configured it also serves the Graph change-notification endpo
 (:mod:`syncd.web.webhook`) in a background thread, keeps the subscriptions up once per cycle
 (:mod:`syncd.track.subscriptions`), and runs a partial cycle for the calendars a notification
 names as soon as it arrives. Polling carries on whatever happens to the webhook.
+
+With a :class:`~syncd.app.lock.SenderLock` it syncs and sends only while it holds it: a
+second daemon on a PostgreSQL store stands by (READY, watchdog pings, no cycles) until the
+active one's session ends, and an active one that loses its lock stops.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import TYPE_CHECKING
 import schedule
 import sdnotify
 
+from syncd.app.lock import SenderLock, stand_by
 from syncd.errors import ConfigError
 from syncd.track.engine import Engine
 
@@ -46,8 +51,11 @@ class Daemon:
         interval: int,
         clock: Callable[[], datetime] = utcnow,
         notify: Callable[[str], None] | None = None,
+        lock: SenderLock | None = None,
     ):
         self.engine = engine
+        self.lock = lock
+        self.lost_lock = False
         self.interval = interval
         self.clock = clock
         self.stop_event = threading.Event()
@@ -59,7 +67,22 @@ class Daemon:
         self._web: WebServer | None = None
         self._subs: Subscriptions | None = None
 
+    def still_active(self) -> bool:
+        """False (and the daemon stopping) once another daemon may be sending instead."""
+        if self.lock is None or self.lock.held():
+            return True
+        if not self.lost_lock:
+            log.error(
+                "lost the sender lock on the store (connection gone); stopping, so that only "
+                "one syncd sends. systemd restarts this one, as a standby if another is active"
+            )
+        self.lost_lock = True
+        self.stop()
+        return False
+
     def run_cycle(self) -> None:
+        if not self.still_active():
+            return
         try:
             now = self.clock()
             self.engine.cycle(now)
@@ -89,6 +112,8 @@ class Daemon:
         scheduler.every(self.interval).seconds.do(self.run_cycle)
         log.info("syncd started: %d calendars, every %ds", len(self.engine.staff), self.interval)
         try:
+            if not self._become_active():
+                return
             # Before the first cycle: Graph checks the endpoint when we subscribe.
             self.start_webhook()
             self.run_cycle()
@@ -108,6 +133,16 @@ class Daemon:
             self.stop_webhook()
             self.engine.close()
             log.info("syncd stopped")
+
+    def _become_active(self) -> bool:
+        """Take the sender lock, standing by for it if another daemon holds it."""
+        if self.lock is None or self.lock.try_acquire():
+            return True
+        if not self.lock.standby:
+            raise ConfigError(self.lock.busy())
+        self._notify("READY=1")  # started, as a standby: systemd must not time the start out
+        self._notify("STATUS=standby: another syncd is active on this store")
+        return stand_by(self.lock, self.stop_event, lambda: self._notify("WATCHDOG=1"))
 
     # --- change notifications ----------------------------------------------------------
     def start_webhook(self) -> bool:
@@ -162,7 +197,7 @@ class Daemon:
         keys = {k for w in batch if w for k in w.sync if k in self.engine.staff}
         renew = {s for w in batch if w for s in w.renew}
         recreate = {k for w in batch if w for k in w.recreate}
-        if self.stop_event.is_set():
+        if self.stop_event.is_set() or not self.still_active():
             return
         if keys:
             log.info("change notification: syncing %d calendar(s) now", len(keys))
