@@ -8,47 +8,59 @@ call is using are shut down. That wakes a blocked read at once whichever library
 the call then raises a transient :class:`~syncd.errors.SourceError` saying so.
 
 How a call's sockets are found: the call's thread is marked (:func:`current`), and the HTTP
-libraries' connections announce themselves to the marked deadline when they connect and
-before each request, through hooks made here:
-
-* requests and niquests (urllib3 and urllib3-future): :func:`watch_pools` puts in connection
-  classes that do so;
-* httpx: :class:`WatchedBackend`, an httpcore network backend whose streams do so, and whose
-  reads also wait no longer than the time left.
-
+libraries' connections announce themselves to the marked deadline (:meth:`Deadline.hold`)
+when they connect and before each request, through the hooks in :mod:`syncd.sources._watch`.
 A socket is shut down only by the deadline that used it last, so a pooled connection that
-has passed to another thread's call is not cut by an old one. Not covered: a TLS handshake
-in progress (the socket is being wrapped), which only its read timeout bounds.
+has passed to another thread's call is not cut by an old one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
-import httpcore
+from pydantic import Field
 
 from syncd.errors import SourceError
 
 __all__ = [
+    "DEFAULT_SECONDS",
     "Calls",
     "Deadline",
     "DeadlineCut",
-    "WatchedBackend",
     "clamp",
     "current",
+    "deadline_field",
+    "hold_current",
     "sleep",
-    "watch_pools",
+    "spent_or",
+    "time_left",
 ]
 
 Reason = Literal["deadline", "abort"]
+
+DEFAULT_SECONDS = 60.0
+"""A default that keeps a small (2-core) install's cycle sane behind a slow server."""
+
+
+def deadline_field(server: str) -> Any:
+    """The ``deadline_seconds`` option, the same in every backend's options model."""
+    return Field(
+        default=DEFAULT_SECONDS,
+        gt=0,
+        le=3600,
+        description=f"Longest time, in seconds, one sync of a calendar may take against "
+        f"{server}: every request, retry and wait together. A server still answering then, "
+        "however slowly, is cut off and the sync fails as a transient error.",
+    )
 
 
 class DeadlineCut(ConnectionAbortedError):
@@ -143,6 +155,19 @@ def clamp(timeout: float | None) -> float | None:
     return left if timeout is None else min(timeout, left)
 
 
+def time_left(wait: float) -> bool:
+    """Whether the current call can still afford to wait ``wait`` seconds and ask again."""
+    deadline = current()
+    return deadline is None or wait < deadline.remaining()
+
+
+def spent_or(error: SourceError) -> SourceError:
+    """The current call's deadline error if it is spent, else ``error``: a cut socket looks
+    like a dropped connection to the library that held it."""
+    deadline = current()
+    return deadline.error() if deadline is not None and deadline.spent else error
+
+
 def sleep(seconds: float) -> None:
     """time.sleep that the current call's deadline or abort wakes (then raises)."""
     deadline = current()
@@ -234,114 +259,15 @@ def _shut(sock: Any) -> None:
     """Shut the connection down under whoever is blocked on it (a blocked recv returns)."""
     if not isinstance(sock, socket.socket):
         return
-    try:
-        # socket.socket's own shutdown, not SSLSocket's (which would drop its TLS state
-        # under a reader in another thread): the kernel ends the connection either way.
+    # socket.socket's own shutdown, not SSLSocket's (which would drop its TLS state under a
+    # reader in another thread): the kernel ends the connection either way. OSError: already
+    # closed, or never connected.
+    with contextlib.suppress(OSError):
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed or never connected
 
 
-def _hold_current(holder: object, sock: Callable[[], Any]) -> None:
+def hold_current(holder: object, sock: Callable[[], Any]) -> None:
+    """:meth:`Deadline.hold` on the current call's deadline, if there is one."""
     deadline = current()
     if deadline is not None:
         deadline.hold(holder, sock)
-
-
-# --- requests / niquests (urllib3) ----------------------------------------------------------
-
-
-def watch_pools(manager: Any) -> None:
-    """Make the connections of a urllib3 PoolManager (or ProxyManager) report to the current
-    call's deadline. Works for urllib3 and urllib3-future alike: it subclasses whichever
-    pool and connection classes the manager already uses."""
-    classes: Mapping[str, type] = manager.pool_classes_by_scheme
-    if getattr(classes, "_syncd_watched", False):
-        return
-    watched = _WatchedClasses({s: _watched_pool(c) for s, c in classes.items()})
-    manager.pool_classes_by_scheme = watched
-
-
-class _WatchedClasses(dict[str, type]):
-    _syncd_watched = True
-
-
-def _watched_pool(pool_cls: type) -> type:
-    base: Any = pool_cls.ConnectionCls
-
-    class WatchedConnection(base):  # type: ignore[misc, valid-type]
-        def _new_conn(self) -> Any:
-            # The connect (and TLS handshake) waits no longer than the call has left.
-            if self.timeout is None or isinstance(self.timeout, int | float):
-                self.timeout = clamp(self.timeout)
-            sock = super()._new_conn()
-            _hold_current(self, lambda: sock if self.sock is None else self.sock)
-            return sock
-
-        def request(self, *args: Any, **kwargs: Any) -> Any:
-            _hold_current(self, lambda: self.sock)
-            return super().request(*args, **kwargs)
-
-    return type(f"Watched{pool_cls.__name__}", (pool_cls,), {"ConnectionCls": WatchedConnection})
-
-
-# --- httpx (httpcore) -----------------------------------------------------------------------
-
-
-class WatchedBackend(httpcore.NetworkBackend):
-    """httpcore's network backend, with streams that report to the current call's deadline
-    and never wait longer than it has left."""
-
-    def __init__(self, inner: httpcore.NetworkBackend | None = None):
-        self._inner = inner if inner is not None else httpcore.SyncBackend()
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Any = None,
-    ) -> httpcore.NetworkStream:
-        stream = self._inner.connect_tcp(host, port, clamp(timeout), local_address, socket_options)
-        return _WatchedStream(stream)
-
-    def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Any = None
-    ) -> httpcore.NetworkStream:
-        return _WatchedStream(self._inner.connect_unix_socket(path, clamp(timeout), socket_options))
-
-    def sleep(self, seconds: float) -> None:
-        sleep(seconds)
-
-
-class _WatchedStream(httpcore.NetworkStream):
-    def __init__(self, inner: httpcore.NetworkStream):
-        self._inner = inner
-        self._hold()
-
-    def _hold(self) -> None:
-        _hold_current(self, lambda: self._inner.get_extra_info("socket"))
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        self._hold()
-        return self._inner.read(max_bytes, clamp(timeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._hold()
-        self._inner.write(buffer, clamp(timeout))
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(
-        self,
-        ssl_context: Any,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.NetworkStream:
-        self._hold()
-        return _WatchedStream(self._inner.start_tls(ssl_context, server_hostname, clamp(timeout)))
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)

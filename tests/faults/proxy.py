@@ -231,7 +231,7 @@ class FaultProxy:
             if len(head) > _HEAD_LIMIT:
                 return
             line, headers = _parse_head(head)
-            path = (line.split(" ") + ["", ""])[1]
+            path = [*line.split(" "), "", ""][1]
             length = int(headers.get("content-length", "0") or 0)
             body = await reader.readexactly(length) if length else b""
             fault = self._take(path)
