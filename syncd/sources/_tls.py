@@ -4,7 +4,8 @@
   when given, no checking with ``verify_tls = false``; the process environment never
   widens trust.
 * :class:`TlsAdapter`: the same context for libraries that go through ``requests``
-  (exchangelib, caldav, msal), whose own default is certifi's bundle.
+  (exchangelib, msal), whose own default is certifi's bundle. Its connections also answer
+  to the call's deadline (:mod:`syncd.sources._deadline`).
 * :func:`tls_failure`: a plain sentence for a TLS failure, or None.
 """
 
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from requests.adapters import HTTPAdapter
+
+from syncd.sources._watch import watch_pools
 
 __all__ = ["TlsAdapter", "tls_context", "tls_failure"]
 
@@ -101,6 +104,15 @@ class TlsAdapter(HTTPAdapter):
     def __init__(self, context: ssl.SSLContext, **kwargs: Any):
         self._context = context
         super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        watch_pools(self.poolmanager)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        watch_pools(manager)
+        return manager
 
     def build_connection_pool_key_attributes(
         self, request: Any, verify: Any, cert: Any = None

@@ -18,6 +18,17 @@ Contract, shared by every backend and proven by ``tests/test_source_contract.py`
 * Errors are raised as :class:`syncd.errors.SourceError` (``AuthError`` for credentials or
   permissions), never as library exceptions, and their messages hold no personal data.
 * Constructors do no I/O; connections are opened lazily and released by ``close()``.
+
+Bounded time (``syncd.sources._deadline``):
+
+* Every call (``sync``, ``sync_many``, Graph's subscription calls) ends within the source's
+  ``deadline_seconds``, however slowly the server answers: all its requests, retries and
+  waits together. A server still answering then is cut off and the call raises a transient
+  ``SourceError`` ("no complete answer within 60 s"). Retries never outlast it.
+* ``abort()`` ends every call of this source in flight promptly, from any thread (the daemon
+  on SIGTERM, the cycle when a calendar's budget is spent); each raises a transient
+  ``SourceError``. ``close()`` aborts too, then releases connections. Neither stops later
+  calls, which reconnect as needed: a caller shutting down stops starting them.
 """
 
 from __future__ import annotations
@@ -86,8 +97,13 @@ class Source(ABC):
                 out[r.locator] = exc
         return out
 
+    def abort(self) -> None:  # noqa: B027 - optional hook
+        """End this source's calls in flight promptly; callable from any thread. Each
+        raises a transient SourceError. Sources without network I/O do nothing."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
-        """Release connections. Safe to call more than once."""
+        """Abort calls in flight (see :meth:`abort`) and release connections. Safe to call
+        more than once, and from another thread."""
 
 
 __all__ = ["ChangeSet", "Source", "SourceOptions", "SyncRequest", "Window"]

@@ -30,6 +30,7 @@ from caldav.davclient import DAVClient
 from caldav.elements import dav
 from caldav.elements.base import BaseElement
 from caldav.lib import error as caldav_error
+from caldav.lib.http_sync import USE_NIQUESTS
 from caldav.lib.http_sync import requests as http
 from pydantic import Field, field_validator
 
@@ -37,7 +38,9 @@ from syncd.domain.model import RawItem
 from syncd.errors import AuthError, SourceError
 from syncd.secrets import SecretRef
 from syncd.sources._common import check_url, deleted
+from syncd.sources._deadline import Calls, clamp, deadline_field
 from syncd.sources._tls import tls_failure
+from syncd.sources._watch import watch_session
 from syncd.sources.base import ChangeSet, Source, SourceOptions, Window
 
 log = logging.getLogger(__name__)
@@ -69,8 +72,10 @@ class CalDavOptions(SourceOptions):
         "default bundle; when set, it is checked even if verify_tls is false.",
     )
     timeout: float = Field(
-        default=30, description="Seconds before a request to the server is abandoned."
+        default=30,
+        description="Seconds of silence from the server before a request is abandoned.",
     )
+    deadline_seconds: float = deadline_field("the CalDAV server")
     auth_type: Literal["basic", "digest"] = Field(
         default="basic",
         description="HTTP auth scheme, set up front (not negotiated) when username is given. "
@@ -113,6 +118,7 @@ class CalDavSource(Source):
         self._pool: list[_Client] = []  # idle clients; at most one per concurrent sync
         self._lock = threading.Lock()
         self._generation = 0
+        self._calls = Calls(name)
 
     # --- contract ---------------------------------------------------------------------
     def sync(
@@ -123,7 +129,11 @@ class CalDavSource(Source):
         window: Window,
     ) -> ChangeSet:
         url = self._calendar_url(locator)
-        with self._checkout() as client, self._translate():
+        with (
+            self._calls.call(self._opts.deadline_seconds),
+            self._checkout() as client,
+            self._translate(),
+        ):
             before = client.requests
             calendar: Any = Calendar(client=client.dav, url=url)
             token, ctag = _parse_state(state)
@@ -137,7 +147,11 @@ class CalDavSource(Source):
             changes.requests = client.requests - before
             return changes
 
+    def abort(self) -> None:
+        self._calls.abort()
+
     def close(self) -> None:
+        self.abort()
         # Clients busy in a sync are closed when they come back; a later sync starts afresh.
         with self._lock:
             self._generation += 1
@@ -258,6 +272,10 @@ class CalDavSource(Source):
             client = self._new_client()
         try:
             yield client
+        except BaseException:
+            # A failed client may hold a half-read connection: never lend it out again.
+            generation = -1
+            raise
         finally:
             with self._lock:
                 keep = generation == self._generation
@@ -283,8 +301,13 @@ class CalDavSource(Source):
             ssl_verify_cert=verify,
             enable_rfc6764=False,
         )
+        if USE_NIQUESTS:
+            # No HTTP/3: a QUIC (UDP) socket cannot be shut down under a blocked reader.
+            dav_client.session.close()
+            dav_client.session = http.Session(disable_http3=True)
         client = _Client(dav=dav_client)
         session: Any = dav_client.session
+        watch_session(session)  # a stalled request can be cut (syncd.sources._deadline)
         # This machine (and many hosts) set REQUESTS_CA_BUNDLE / proxies; we verify TLS
         # only as configured, and never send credentials through an ambient proxy.
         session.trust_env = False
@@ -292,6 +315,7 @@ class CalDavSource(Source):
 
         def counted(*args: Any, **kwargs: Any) -> Any:
             client.requests += 1
+            kwargs["timeout"] = clamp(kwargs.get("timeout"))
             return inner(*args, **kwargs)
 
         session.request = counted

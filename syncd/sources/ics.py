@@ -24,7 +24,9 @@ from syncd.errors import AuthError, InputError, SourceError
 from syncd.parse.ical import DEFAULT_LIMITS, Limits, decode
 from syncd.secrets import SecretRef
 from syncd.sources._common import deleted
+from syncd.sources._deadline import Calls, deadline_field
 from syncd.sources._tls import tls_context, tls_failure
+from syncd.sources._watch import watched_transport
 from syncd.sources.base import ChangeSet, Source, SourceOptions, Window
 
 _STATE = "ics"
@@ -33,8 +35,10 @@ _RETRYABLE_4XX = frozenset({408, 425, 429})
 
 class IcsOptions(SourceOptions):
     timeout: float = Field(
-        default=30, description="Seconds before a request to a calendar URL is abandoned."
+        default=30,
+        description="Seconds of silence from a calendar URL before its request is abandoned.",
     )
+    deadline_seconds: float = deadline_field("a calendar URL")
     verify_tls: bool = Field(
         default=True,
         description="Check a calendar URL's TLS certificate (turn off only for a lab server).",
@@ -67,6 +71,7 @@ class IcsSource(Source):
         super().__init__(name, options, secret)
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
+        self._calls = Calls(name)
 
     @property
     def _opts(self) -> IcsOptions:
@@ -81,10 +86,15 @@ class IcsSource(Source):
         window: Window,
     ) -> ChangeSet:
         if _is_url(locator):
-            return self._sync_url(_http_url(locator), known)
+            with self._calls.call(self._opts.deadline_seconds):
+                return self._sync_url(_http_url(locator), known)
         return self._sync_path(Path(locator), known)
 
+    def abort(self) -> None:
+        self._calls.abort()
+
     def close(self) -> None:
+        self.abort()
         with self._lock:
             client, self._client = self._client, None
         if client is not None:
@@ -178,10 +188,11 @@ class IcsSource(Source):
                     password = self._secret("password") if opts.password is not None else ""
                     auth = httpx.BasicAuth(opts.username, password)
                 # trust_env=False: the daemon must not pick up proxies or CA bundles from
-                # whichever environment it happens to be started in.
+                # whichever environment it happens to be started in. The transport lets a
+                # call's deadline cut a dripping download (syncd.sources._deadline).
                 self._client = httpx.Client(
+                    transport=watched_transport(verify=verify, trust_env=False),
                     timeout=opts.timeout,
-                    verify=verify,
                     auth=auth,
                     trust_env=False,
                     follow_redirects=True,

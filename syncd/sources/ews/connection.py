@@ -1,7 +1,9 @@
 """exchangelib's Configuration and one Account per mailbox, made lazily and kept.
 
 exchangelib runs with its FailFast policy, so ``ErrorServerBusy`` surfaces at once (see
-:mod:`syncd.sources.ews.source`). Addressing the calendar by its distinguished id skips
+:mod:`syncd.sources.ews.source`), and its session pool never shrinks on errors: exchangelib
+would drop to one session for good after a fault, and every calendar would then queue behind
+the slowest. Addressing the calendar by its distinguished id skips
 GetFolder on the mailbox root, which a delegate holding only Reviewer may not read.
 
 TLS: exchangelib goes through requests, which trusts certifi's bundle (plus
@@ -65,7 +67,6 @@ class Connection:
             Build,
             Configuration,
             Credentials,
-            FailFast,
             OAuth2Credentials,
             Version,
         )
@@ -92,7 +93,7 @@ class Connection:
             service_endpoint=o.service_endpoint,
             auth_type=auth,
             version=version,
-            retry_policy=FailFast(),
+            retry_policy=_fail_fast_class()(),
             max_connections=o.max_connections,
         )
         return self._config
@@ -137,8 +138,37 @@ class Connection:
 
 
 @functools.cache
+def _fail_fast_class() -> type:
+    """exchangelib's FailFast, keeping the server's Retry-After on a 503 (FailFast drops it
+    and exchangelib would then say "back off 10 s" whatever the server asked)."""
+    from exchangelib.errors import ErrorInternalServerTransientError, ErrorServerBusy
+    from exchangelib.protocol import FailFast
+
+    class KeepRetryAfter(FailFast):  # type: ignore[misc]
+        def raise_response_errors(self, response: Any) -> None:
+            try:
+                super().raise_response_errors(response)
+            except (ErrorInternalServerTransientError, ErrorServerBusy) as exc:
+                wait = _seconds(response.headers.get("Retry-After"))
+                if wait is None:
+                    raise
+                raise ErrorServerBusy(str(exc), back_off=wait) from None
+
+    return KeepRetryAfter
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        wait = float(value) if value is not None else 0.0
+    except ValueError:
+        return None  # an HTTP-date: the engine's own backoff applies
+    return wait if wait > 0 else None
+
+
+@functools.cache
 def _protocol_class() -> type:
     """exchangelib's Protocol with this source's TLS, outside its process-wide cache."""
+    from exchangelib.errors import SessionPoolMinSizeReached
     from exchangelib.protocol import CachingProtocol, Protocol
 
     class Uncached(CachingProtocol):  # type: ignore[misc]
@@ -149,6 +179,10 @@ def _protocol_class() -> type:
         def __init__(self, *args: Any, tls: Any, **kwargs: Any):
             super().__init__(*args, **kwargs)
             self.tls = tls
+
+        def decrease_poolsize(self) -> None:
+            # Its callers then raise at once (FailFast) instead of retrying on fewer sessions.
+            raise SessionPoolMinSizeReached("syncd keeps its session pool")
 
         def raw_session(self, prefix: str, *args: Any, **kwargs: Any) -> Any:
             session = super().raw_session(prefix, *args, **kwargs)

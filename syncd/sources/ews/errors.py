@@ -34,6 +34,10 @@ def translate(name: str, access_type: str, exc: Exception) -> SourceError:
             f"{name}: access to this calendar was denied ({kind}); check the "
             f"{access_type} permission"
         )
+    if _caused_by(exc, e.ErrorTimeoutExpired):
+        # exchangelib re-raises a timeout or refused connection as ErrorServerBusy when it
+        # has more than one session; it is still an unreachable server, not a busy one.
+        return SourceError(f"{name}: cannot reach Exchange (timeout or refused)")
     if isinstance(exc, e.ErrorNonExistentMailbox | e.ErrorFolderNotFound):
         return SourceError(f"{name}: mailbox or calendar not found", permanent=True)
     if isinstance(exc, e.ErrorServerBusy):
@@ -41,8 +45,6 @@ def translate(name: str, access_type: str, exc: Exception) -> SourceError:
         return SourceError(f"{name}: Exchange is busy; retry later", retry_after=wait)
     if isinstance(exc, e.RateLimitError):
         return SourceError(f"{name}: Exchange is throttling us", retry_after=exc.wait)
-    if isinstance(exc, e.ErrorTimeoutExpired):
-        return SourceError(f"{name}: cannot reach Exchange (timeout or refused)")
     if isinstance(exc, e.CASError):
         return SourceError(
             f"{name}: the Exchange front end refused the request ({kind})", permanent=True
@@ -61,3 +63,14 @@ def translate(name: str, access_type: str, exc: Exception) -> SourceError:
     if isinstance(exc, OSError):
         return SourceError(f"{name}: cannot reach Exchange ({kind})")
     return SourceError(f"{name}: Exchange sent a response syncd cannot read ({kind})")
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, model_validator
 
 from syncd.secrets import SecretRef
+from syncd.sources._deadline import deadline_field
 from syncd.sources.base import SourceOptions
 
 VERSIONS: dict[str, tuple[int, ...]] = {
@@ -88,8 +89,11 @@ class EwsOptions(SourceOptions):
         "system store.",
     )
     timeout: float = Field(
-        default=60.0, gt=0, description="Seconds before a request to Exchange is abandoned."
+        default=60.0,
+        gt=0,
+        description="Seconds of silence from Exchange before a request is abandoned.",
     )
+    deadline_seconds: float = deadline_field("Exchange")
     max_connections: int = Field(
         default=4,
         ge=1,

@@ -16,7 +16,9 @@ recurrence engine here.
 Throttling: exchangelib runs with its FailFast policy, so ``ErrorServerBusy`` surfaces at
 once and becomes ``SourceError(retry_after=BackOffMilliseconds/1000)``; the engine pushes
 this calendar back instead of a worker thread sleeping inside the library (which would hold
-up every other staff member's checks, and cannot be tested without real sleeps).
+up every other staff member's checks, and cannot be tested without real sleeps). Nor does it
+shrink its session pool on errors (see :mod:`syncd.sources.ews.connection`). Each sync runs
+under ``deadline_seconds`` (:mod:`syncd.sources._deadline`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from zoneinfo import ZoneInfo
 from syncd.domain.model import RawItem
 from syncd.errors import SourceError
 from syncd.sources._common import deleted
+from syncd.sources._deadline import Calls
 from syncd.sources.base import ChangeSet, Source, SourceOptions, Window
 from syncd.sources.ews.connection import Connection
 from syncd.sources.ews.errors import translate
@@ -81,8 +84,13 @@ class EwsSource(Source):
             raise TypeError("EwsSource needs EwsOptions")
         self.opts: EwsOptions = options
         self._conn = Connection(name, options, secret)
+        self._calls = Calls(name)
+
+    def abort(self) -> None:
+        self._calls.abort()
 
     def close(self) -> None:
+        self.abort()
         self._conn.close()
 
     def sync(
@@ -93,12 +101,13 @@ class EwsSource(Source):
         window: Window,
     ) -> ChangeSet:
         log.debug("EWS sync of %s", locator)
-        try:
-            return self._sync(locator, state, known, window)
-        except SourceError:
-            raise
-        except Exception as exc:
-            raise translate(self.name, self.opts.access_type, exc) from None
+        with self._calls.call(self.opts.deadline_seconds):
+            try:
+                return self._sync(locator, state, known, window)
+            except SourceError:
+                raise
+            except Exception as exc:
+                raise translate(self.name, self.opts.access_type, exc) from None
 
     def _sync(
         self, locator: str, state: str | None, known: Mapping[str, str], window: Window

@@ -16,6 +16,7 @@ import msal
 import requests
 
 from syncd.errors import AuthError, ConfigError, SourceError
+from syncd.sources._deadline import spent_or
 from syncd.sources._tls import TlsAdapter, tls_context, tls_failure
 from syncd.sources.graph.options import GraphOptions
 from syncd.sources.graph.replies import SAFE_CODE
@@ -49,11 +50,11 @@ class Tokens:
         try:
             result = app.acquire_token_for_client(scopes=[self._scope])
         except requests.RequestException as exc:
-            raise transport_error(self.name, "Microsoft Entra ID", exc) from None
+            raise spent_or(transport_error(self.name, "Microsoft Entra ID", exc)) from None
         except Exception as exc:
             # msal/PyJWT reject a malformed or non-RSA key with assorted exception types.
-            raise AuthError(
-                f"{self.name}: the app credential is unusable ({type(exc).__name__})"
+            raise spent_or(
+                AuthError(f"{self.name}: the app credential is unusable ({type(exc).__name__})")
             ) from None
         if isinstance(result, dict) and isinstance(result.get("access_token"), str):
             return str(result["access_token"])
@@ -96,12 +97,14 @@ class Tokens:
                 )
             except requests.RequestException as exc:
                 session.close()
-                raise transport_error(self.name, "Microsoft Entra ID", exc) from None
+                raise spent_or(transport_error(self.name, "Microsoft Entra ID", exc)) from None
             except ValueError:
                 session.close()
                 # msal's own text names the authority URL; ours says what to check.
-                raise AuthError(
-                    f"{self.name}: Microsoft Entra ID does not know tenant_id or authority_host"
+                raise spent_or(
+                    AuthError(
+                        f"{self.name}: Microsoft Entra ID does not know tenant_id or authority_host"
+                    )
                 ) from None
             self._session, self._app = session, app
             return app

@@ -1,7 +1,7 @@
 """Graph's HTTP client: bearer token, throttling retries and per-mailbox concurrency.
 
 * 429/503/504 honour ``Retry-After`` a bounded number of times (``sleep`` is injectable),
-  then raise ``SourceError(retry_after=...)``.
+  then raise ``SourceError(retry_after=...)``; never sleeping past the call's deadline.
 * A 401 drops the cached token and tries once more with a fresh one.
 * At most 4 requests per mailbox are in flight (Graph's limit per app per mailbox).
 """
@@ -19,7 +19,9 @@ from typing import Any
 import httpx
 
 from syncd.errors import SourceError
+from syncd.sources._deadline import spent_or, time_left
 from syncd.sources._tls import tls_context
+from syncd.sources._watch import watched_transport
 from syncd.sources.graph.auth import Tokens, transport_error
 from syncd.sources.graph.options import GraphOptions
 from syncd.sources.graph.replies import NOT_JSON, THROTTLED, Reply, retry_after, throttled_error
@@ -83,7 +85,11 @@ class GraphHttp:
                 continue
             if reply.status in THROTTLED:
                 wait = retry_after(reply, attempts - 1)
-                if attempts > self.opts.max_retries or wait > self.opts.max_retry_wait:
+                if (
+                    attempts > self.opts.max_retries
+                    or wait > self.opts.max_retry_wait
+                    or not time_left(wait)
+                ):
                     raise throttled_error(self.name, wait)
                 log.warning(
                     "%s: Microsoft Graph busy (%d), retrying in %.1fs",
@@ -108,9 +114,9 @@ class GraphHttp:
             with self._lock:
                 self.requests += 1
         except httpx.TimeoutException:
-            raise SourceError(f"{self.name}: Microsoft Graph timed out") from None
+            raise spent_or(SourceError(f"{self.name}: Microsoft Graph timed out")) from None
         except httpx.HTTPError as exc:
-            raise transport_error(self.name, "Microsoft Graph", exc) from None
+            raise spent_or(transport_error(self.name, "Microsoft Graph", exc)) from None
         parsed: Any = None
         if resp.content:
             try:
@@ -137,11 +143,14 @@ class GraphHttp:
             if self._http is None:
                 # trust_env=False: the configured CA and proxy are the whole truth, whatever
                 # REQUESTS_CA_BUNDLE / SSL_CERT_FILE / HTTPS_PROXY the host happens to set.
+                # The transport lets a call's deadline cut a dripping reply (the proxy goes
+                # to it too: a Client-level proxy would bypass it).
                 self._http = httpx.Client(
-                    verify=self._tls(),
+                    transport=watched_transport(
+                        verify=self._tls(), trust_env=False, proxy=self.opts.proxy
+                    ),
                     trust_env=False,
                     timeout=self.opts.timeout,
-                    proxy=self.opts.proxy,
                     follow_redirects=False,
                 )
             return self._http

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, model_validator
 
 from syncd.secrets import SecretRef
+from syncd.sources._deadline import deadline_field
 from syncd.sources.base import SourceOptions
 
 
@@ -57,7 +58,10 @@ class GraphOptions(SourceOptions):
     timeout: float = Field(
         default=30.0,
         gt=0,
-        description="Seconds before a request to Graph or Entra ID is abandoned.",
+        description="Seconds of silence from Graph or Entra ID before a request is abandoned.",
+    )
+    deadline_seconds: float = deadline_field(
+        "Microsoft Graph (a $batch of up to 20 calendars counts as one sync)"
     )
     page_size: int = Field(
         default=100,
@@ -76,7 +80,8 @@ class GraphOptions(SourceOptions):
         default=120.0,
         ge=0,
         description="Longest wait, in seconds, slept on before a throttling retry. A longer "
-        "Retry-After is not slept on: the error carries it to the scheduler.",
+        "Retry-After, or one past deadline_seconds, is not slept on: the error carries it to "
+        "the scheduler.",
     )
 
     @model_validator(mode="after")

@@ -14,13 +14,13 @@ calendar is named by a *locator*, their mailbox address (or user object id).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from syncd.errors import ConfigError, SourceError
+from syncd.sources import _deadline
 from syncd.sources.base import ChangeSet, Source, SourceOptions, SyncRequest, Window
 from syncd.sources.graph.auth import Tokens
 from syncd.sources.graph.delta import Round, user_segment, zulu
@@ -55,7 +55,7 @@ class GraphSource(Source):
         options: SourceOptions,
         secret: Callable[[str], str],
         *,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = _deadline.sleep,
     ):
         if not isinstance(options, GraphOptions):
             raise ConfigError(f"source {name}: options are not Graph options")
@@ -67,6 +67,7 @@ class GraphSource(Source):
         self._origin = f"{parts.scheme}://{parts.netloc}"
         self._tokens = Tokens(name, options, secret, f"{self._origin}/.default")
         self._http = GraphHttp(name, options, self._tokens, sleep)
+        self._calls = _deadline.Calls(name)
 
     @property
     def http_requests(self) -> int:
@@ -80,6 +81,12 @@ class GraphSource(Source):
         state: str | None,
         known: Mapping[str, str],
         window: Window,
+    ) -> ChangeSet:
+        with self._calls.call(self.opts.deadline_seconds):
+            return self._sync(locator, state, known, window)
+
+    def _sync(
+        self, locator: str, state: str | None, known: Mapping[str, str], window: Window
     ) -> ChangeSet:
         rnd = self._round(locator, state, known, window)
         for _ in range(_MAX_PAGES):
@@ -99,7 +106,12 @@ class GraphSource(Source):
 
         ``ChangeSet.requests`` counts the Graph requests served for that mailbox (Graph
         throttles each batched request individually); :attr:`http_requests` counts round trips.
+        The whole call, every batch and wait, runs under one ``deadline_seconds``.
         """
+        with self._calls.call(self.opts.deadline_seconds):
+            return self._sync_many(requests)
+
+    def _sync_many(self, requests: Sequence[SyncRequest]) -> dict[str, ChangeSet | SourceError]:
         results: dict[str, ChangeSet | SourceError] = {}
         pending: dict[str, Round] = {}
         for req in requests:
@@ -120,12 +132,20 @@ class GraphSource(Source):
                 if rnd.locator in results:
                     pending.pop(rnd.locator, None)
             if delay and pending:
+                if not _deadline.time_left(delay):
+                    for locator in pending:
+                        results[locator] = throttled_error(self.name, delay)
+                    return results
                 self._sleep(delay)
         for locator in pending:
             results[locator] = SourceError(f"{self.name}: Graph delta did not end")
         return results
 
+    def abort(self) -> None:
+        self._calls.abort()
+
     def close(self) -> None:
+        self.abort()
         self._http.close()
         self._tokens.close()
 
@@ -156,16 +176,18 @@ class GraphSource(Source):
         }
         if lifecycle_url:
             body["lifecycleNotificationUrl"] = lifecycle_url
-        reply = self._http.request("POST", f"{self._base}/subscriptions", [locator], body=body)
+        with self._calls.call(self.opts.deadline_seconds):
+            reply = self._http.request("POST", f"{self._base}/subscriptions", [locator], body=body)
         if reply.status not in (200, 201):
             raise error_for(self.name, reply, "subscription")
         return _subscription(reply.body, locator, self.name)
 
     def renew(self, sub: Subscription, expires: datetime) -> Subscription:
         url = f"{self._base}/subscriptions/{quote(sub.id, safe='')}"
-        reply = self._http.request(
-            "PATCH", url, [sub.locator], body={"expirationDateTime": zulu(expires)}
-        )
+        with self._calls.call(self.opts.deadline_seconds):
+            reply = self._http.request(
+                "PATCH", url, [sub.locator], body={"expirationDateTime": zulu(expires)}
+            )
         if reply.status == 404:
             raise SubscriptionGone(f"{self.name}: Graph no longer has the subscription")
         if reply.status != 200:
@@ -174,7 +196,8 @@ class GraphSource(Source):
 
     def unsubscribe(self, sub: Subscription) -> None:
         url = f"{self._base}/subscriptions/{quote(sub.id, safe='')}"
-        reply = self._http.request("DELETE", url, [sub.locator])
+        with self._calls.call(self.opts.deadline_seconds):
+            reply = self._http.request("DELETE", url, [sub.locator])
         if reply.status not in (200, 204, 404):  # 404: already gone, which is what we want
             raise error_for(self.name, reply, "subscription")
 
