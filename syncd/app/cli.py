@@ -222,19 +222,16 @@ def _sender_lock(cfg: Config) -> Any:
     return sender_lock(resolve_url(cfg.database))
 
 
-def _store_lock(cfg: Config) -> contextlib.AbstractContextManager[object]:
-    """The one-sender lock, taken or refused with a clear line (a no-op in memory)."""
-    lock = _sender_lock(cfg)
-    return lock if lock is not None else contextlib.nullcontext()
-
-
 def cmd_once(args: argparse.Namespace) -> int:
-    from syncd.app.daemon import utcnow
+    from syncd.app.daemon import release_stale_claims, utcnow
 
     cfg = load_config(args.config)
-    with _store_lock(cfg):
+    lock = _sender_lock(cfg)
+    with lock if lock is not None else contextlib.nullcontext():
         engine = _engine(cfg)
         try:
+            if lock is not None:
+                release_stale_claims(engine)
             report = engine.cycle(utcnow())
         finally:
             engine.close()

@@ -43,6 +43,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def release_stale_claims(engine: Engine) -> None:
+    """With the sender lock held no other sender is alive, so any lease on the outbox is a
+    dead process's: release it, so its rows go now rather than when the lease runs out."""
+    if n := engine.store.release_claims():
+        log.warning("re-sending %d notifications a stopped sender had claimed", n)
+
+
 class Daemon:
     def __init__(
         self,
@@ -114,6 +121,8 @@ class Daemon:
         try:
             if not self._become_active():
                 return
+            if self.lock is not None:
+                release_stale_claims(self.engine)
             # Before the first cycle: Graph checks the endpoint when we subscribe.
             self.start_webhook()
             self.run_cycle()

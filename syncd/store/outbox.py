@@ -23,6 +23,7 @@ class OutboxRow:
     event: Event
     created_at: datetime
     attempts: int
+    message_key: str | None = None
 
 
 def enqueue_rows(conn: Connection, notices: Sequence[Notice], now: datetime) -> None:
@@ -72,6 +73,7 @@ class Outbox(Aggregate):
                 event=from_json(r.payload, r.kind),
                 created_at=r.created_at,
                 attempts=r.attempts,
+                message_key=r.message_key,
             )
             for r in rows
         ]
@@ -98,6 +100,26 @@ class Outbox(Aggregate):
                 if res.rowcount:
                     got.append(i)
         return got
+
+    def set_message_key(self, ids: Sequence[int], key: str) -> None:
+        """Record, before sending, which message the rows ``ids`` go out in."""
+        with self.engine.begin() as conn:
+            for chunk in chunks(list(ids)):
+                conn.execute(
+                    update(t.outbox).where(t.outbox.c.id.in_(chunk)).values(message_key=key)
+                )
+
+    def release_claims(self) -> int:
+        """Drop every sender's lease; the number dropped. Only for a sender that holds the
+        store's sender lock: no other sender can be alive, so the leases are a dead
+        process's and need not run out before its rows go again."""
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                update(t.outbox)
+                .where(t.outbox.c.claimed_until.is_not(None), t.outbox.c.sent_at.is_(None))
+                .values(claimed_until=None)
+            )
+        return int(res.rowcount or 0)
 
     def pending_count(self) -> int:
         with self.engine.connect() as conn:

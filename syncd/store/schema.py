@@ -114,6 +114,9 @@ outbox = Table(
     Column("sent_at", UtcDateTime),
     Column("failed_at", UtcDateTime),
     Column("claimed_until", UtcDateTime),  # a sender's lease: only it sends the row till then
+    # The key of the message this row went (or is going) out in: set before the send, so a
+    # re-send after a crash between the server's 250 and mark_sent carries the same Message-ID.
+    Column("message_key", String(128)),
     Index("ix_outbox_due", "sent_at", "failed_at", "due_at"),
 )
 

@@ -66,10 +66,12 @@ def send(
 ) -> None:
     """Send claimed rows: one digest per team and recipient, morning reports and nudges."""
     teams = {t.name: t for t in config.teams}
-    groups: dict[tuple[str, str | None, str], list[OutboxRow]] = defaultdict(list)
+    # Rows already given a message key (a send that may have reached the server before a
+    # crash) go out together again under that key, so the copy carries the same Message-ID.
+    groups: dict[tuple[str, str | None, str, str | None], list[OutboxRow]] = defaultdict(list)
     for row in claimed:
-        groups[(row.team, row.recipient, _message_kind(row.event))].append(row)
-    for (team_name, recipient, kind), rows in groups.items():
+        groups[(row.team, row.recipient, _message_kind(row.event), row.message_key)].append(row)
+    for (team_name, recipient, kind, _key), rows in groups.items():
         team = teams.get(team_name)
         to = [recipient] if recipient else (team.monitors if team else [])
         if not to:
@@ -79,8 +81,12 @@ def send(
         messages = _render(team_name, kind, rows, to)
         for msg, ids in messages:
             attempts = max(r.attempts for r in rows if r.id in ids)
+            key = next((r.message_key for r in rows if r.id in ids and r.message_key), None)
+            if key is None:
+                key = message_key(ids)
+                store.set_message_key(ids, key)  # before the send: see schema.outbox
             try:
-                notifier.send(replace(msg, key=message_key(ids)))
+                notifier.send(replace(msg, key=key))
             except NotifyError as exc:
                 report.send_failures += 1
                 if exc.permanent:
