@@ -219,6 +219,10 @@ class FakeGraph:
     def graph_url(self) -> str:
         return f"{self.base_url}/v1.0"
 
+    public_graph_url: str | None = None
+    """Where clients reach Graph when a proxy stands in front (links are built on it), as
+    graph.microsoft.com's links name the host the client called."""
+
     # --- the directory and the calendars (what users and admins do) ---------------------
     def add_mailbox(self, address: str) -> str:
         with self.lock:
@@ -528,8 +532,9 @@ class FakeGraph:
 
     def _page(self, box: Mailbox, pages: _Pages, size: int, prefer: dict[str, str]) -> Reply:
         rows, rest = pages.rows[:size], pages.rows[size:]
-        user = f"{self.graph_url}/users/{quote(box.address, safe='@')}/calendarView/delta"
-        body: dict[str, Any] = {"@odata.context": f"{self.graph_url}/$metadata#Collection(event)"}
+        base = self.public_graph_url or self.graph_url
+        user = f"{base}/users/{quote(box.address, safe='@')}/calendarView/delta"
+        body: dict[str, Any] = {"@odata.context": f"{base}/$metadata#Collection(event)"}
         out = [self._render(r, prefer) for r in rows]
         body["value"] = out + out if self.replay_rows else out
         self.served.extend(body["value"])
